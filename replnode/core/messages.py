@@ -153,6 +153,9 @@ class FetchResponse:
     error: str  # "" | "start_missing" | "not_readable" | "wrong_set"
     entries: tuple[dict[str, Any], ...]
     meta: SourceMeta | None
+    # The same entries as the oplog stores them encoded (concatenated), so a source
+    # can send them without encoding again; the wire form carries only this.
+    raw: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,7 +112,8 @@ def serve_fetch(oplog: Oplog, req: FetchRequest, meta: SourceMeta) -> FetchRespo
     max_entries = max(1, min(req.max_entries, limits.fetch_batch_entries_max))
     max_bytes = max(1, min(req.max_bytes, limits.fetch_batch_bytes_max))
     records = oplog.entries_after(req.after, max_entries, max_bytes)
-    return FetchResponse(ok=True, error="", entries=tuple(r.entry for r in records), meta=meta)
+    return FetchResponse(ok=True, error="", entries=tuple(r.entry for r in records), meta=meta,
+                         raw=b"".join(r.raw for r in records))
 
 
 def adopt_commit_point_from_source(current: OpTime, source_commit_point: OpTime,
