@@ -149,6 +149,10 @@ class Node:
         self.ts_alloc = TimestampAllocator(oplog.last_optime().ts)
         self.failpoints: dict[str, dict[str, Any]] = {}
         self.shutting_down = False
+        # What the journal must record, in order, drained by the shell after each step:
+        # ("E", OplogRecord) oplog entry, ("X", entry) store-only operation,
+        # ("T", OpTime) oplog truncation, ("C", None) everything cleared.
+        self.journal: list[tuple[str, Any]] = []
 
         # persisted
         self.term = 0
@@ -302,6 +306,31 @@ class Node:
 
     def _reply_client(self, request_id: int, result: Any = None, error: Any = None) -> None:
         self.actions.append(ClientReply(request_id, result, error))
+
+    def take_journal(self) -> list[tuple[str, Any]]:
+        """Hand the shell what to append to the journal since the last call."""
+        out, self.journal = self.journal, []
+        return out
+
+    def durability_wanted(self) -> bool:
+        """Whether the journal should be flushed now rather than on its interval."""
+        return self.state != S.PRIMARY or any(
+            w.concern.j or w.concern.w == "majority" for w in self.waiters.waiters.values())
+
+    def _append_oplog(self, entry: dict[str, Any]) -> None:
+        record = self.oplog.append(entry)
+        if self.settings.journal_enabled:
+            self.journal.append(("E", record))
+
+    def _apply_unlogged(self, entry: dict[str, Any], build_indexes: bool = True) -> None:
+        """Change the store outside the oplog (cloning, rollback); journaled as such."""
+        storage_apply.apply_entry(self.store, entry, build_indexes=build_indexes)
+        if self.settings.journal_enabled:
+            self.journal.append(("X", entry))
+
+    def _drop_unlogged(self, ns: str) -> None:
+        db, coll = ns.split(".", 1)
+        self._apply_unlogged({"op": "c", "ns": f"{db}.$cmd", "o": {"drop": coll}})
 
     # ------------------------------------------------------------------ startup
 
@@ -1001,7 +1030,7 @@ class Node:
         if o2 is not None:
             entry["o2"] = o2
         entry["wall"] = wall
-        self.oplog.append(entry)
+        self._append_oplog(entry)
         optime = OpTime(term, ts)
         self.applied = optime
         self.applied_wall_ms = wall
@@ -1539,7 +1568,7 @@ class Node:
             storage_apply.apply_entry(self.store, entry, build_indexes=build_indexes)
             optime = OpTime(entry["t"], entry["ts"])
             self.snapshots.stamp(optime)
-            self.oplog.append(entry)
+            self._append_oplog(entry)
             self.ts_alloc.observe(entry["ts"])
         last = batch[-1]
         self.applied = OpTime(last["t"], last["ts"])
@@ -1578,6 +1607,8 @@ class Node:
         self.store.observer = None
         self.store.wipe(keep=("local",))
         self.oplog.clear()
+        if self.settings.journal_enabled:
+            self.journal.append(("C", None))
         self.apply_buffer = []
         self.applied = NULL_OPTIME
         self.durable = NULL_OPTIME
@@ -1736,13 +1767,11 @@ class Node:
         progress.start_ms = self.now_ms
         db, coll = spec.ns.split(".", 1)
         build_indexes = self.me.build_indexes if self.me is not None else True
-        storage_apply.apply_entry(self.store, {"op": "c", "ns": f"{db}.$cmd",
-                                               "o": {"create": coll, **spec.options}},
-                                  build_indexes=build_indexes)
+        self._apply_unlogged({"op": "c", "ns": f"{db}.$cmd",
+                              "o": {"create": coll, **spec.options}}, build_indexes)
         for index in spec.indexes:
-            storage_apply.apply_entry(self.store, {"op": "c", "ns": f"{db}.$cmd",
-                                                   "o": {"createIndexes": coll, **index}},
-                                      build_indexes=build_indexes)
+            self._apply_unlogged({"op": "c", "ns": f"{db}.$cmd",
+                                  "o": {"createIndexes": coll, **index}}, build_indexes)
         st.cursor_id = 0
         self._initial_sync_request_batch()
 
@@ -1763,7 +1792,7 @@ class Node:
         progress = st.progress[st.current]
         spec = st.collections[st.current]
         for doc in resp.docs:
-            storage_apply.apply_entry(self.store, {"op": "i", "ns": spec.ns, "o": doc})
+            self._apply_unlogged({"op": "i", "ns": spec.ns, "o": doc})
         progress.documents_copied += len(resp.docs)
         progress.batches += 1
         if spec.count:
@@ -1796,18 +1825,19 @@ class Node:
         assert st is not None and st.begin_entry is not None
         self._cancel_initial_sync_rpcs()
         build_indexes = self.me.build_indexes if self.me is not None else True
-        self.oplog.append(st.begin_entry)
+        self._append_oplog(st.begin_entry)
         self.ts_alloc.observe(st.begin_entry["ts"])
         for entry in st.buffer:
             storage_apply.apply_entry(self.store, entry, build_indexes=build_indexes)
-            self.oplog.append(entry)
+            self._append_oplog(entry)
             self.ts_alloc.observe(entry["ts"])
         st.applied_ops = len(st.buffer)
         last = st.buffer[-1] if st.buffer else st.begin_entry
         self.applied = OpTime(last["t"], last["ts"])
         self.applied_wall_ms = int(last.get("wall", 0))
-        self.durable = self.applied
-        self.durable_wall_ms = self.applied_wall_ms
+        if not self.settings.journal_enabled:
+            self.durable = self.applied
+            self.durable_wall_ms = self.applied_wall_ms
         self.last_fetched = self.applied
         self.snapshots.reset(self.applied)
         self.store.observer = self.snapshots.observe
@@ -1963,13 +1993,16 @@ class Node:
                 self.rbid, wall, tuple((ns, tuple(docs)) for ns, docs in sorted(saved.items()))))
         self._install_refetched(rb)
         self.oplog.truncate_after(rb.walk.common)
+        if self.settings.journal_enabled:
+            self.journal.append(("T", rb.walk.common))
         last = self.oplog.last_record()
         invariant(last is not None and last.optime == rb.walk.common,
                   "oplog does not end at the common point after truncation")
         self.applied = rb.walk.common
         self.applied_wall_ms = self._entry_wall(last)
-        self.durable = self.applied
-        self.durable_wall_ms = self.applied_wall_ms
+        if self.durable > self.applied or not self.settings.journal_enabled:
+            self.durable = self.applied
+            self.durable_wall_ms = self.applied_wall_ms
         self.last_fetched = self.applied
         self.min_valid = max(rb.min_valid, self.applied)
         self.snapshots.reset(self.min_valid)
@@ -1994,33 +2027,32 @@ class Node:
     def _install_refetched(self, rb: RollbackState) -> None:
         """Put each touched document back as the sync source has it (or delete it)."""
         for ns, entry in rb.collections.items():
-            self.store.drop_collection(ns)
+            self._drop_unlogged(ns)
             if entry is None:
                 continue
             spec, docs = entry
             db, coll = ns.split(".", 1)
-            storage_apply.apply_entry(self.store, {"op": "c", "ns": f"{db}.$cmd",
-                                                   "o": {"create": coll, **spec.options}})
+            self._apply_unlogged({"op": "c", "ns": f"{db}.$cmd",
+                                  "o": {"create": coll, **spec.options}})
             for index in spec.indexes:
-                storage_apply.apply_entry(self.store, {"op": "c", "ns": f"{db}.$cmd",
-                                                       "o": {"createIndexes": coll, **index}})
+                self._apply_unlogged({"op": "c", "ns": f"{db}.$cmd",
+                                      "o": {"createIndexes": coll, **index}})
             for doc in docs:
-                storage_apply.apply_entry(self.store, {"op": "i", "ns": ns, "o": doc})
+                self._apply_unlogged({"op": "i", "ns": ns, "o": doc})
         assert rb.plan is not None
         for db in rb.plan.databases:
             present = {ns for ns in rb.collections if ns.startswith(db + ".")}
             for name in list(self.store.collection_names(db)):
                 if f"{db}.{name}" not in present:
-                    self.store.drop_collection(f"{db}.{name}")
+                    self._drop_unlogged(f"{db}.{name}")
         for (ns, doc_id) in rb.plan.docs:
-            if any(ns == c for c in rb.collections) or ns.split(".", 1)[0] in rb.plan.databases:
+            if ns in rb.collections or ns.split(".", 1)[0] in rb.plan.databases:
                 continue
             doc = rb.refetched.get((ns, _id_key(doc_id)))
             if doc is None:
-                storage_apply.apply_entry(self.store, {"op": "d", "ns": ns,
-                                                       "o": {"_id": doc_id}})
+                self._apply_unlogged({"op": "d", "ns": ns, "o": {"_id": doc_id}})
             else:
-                storage_apply.apply_entry(self.store, {"op": "i", "ns": ns, "o": doc})
+                self._apply_unlogged({"op": "i", "ns": ns, "o": doc})
 
     # ------------------------------------------------------------------ client commands
 
@@ -2121,13 +2153,12 @@ class Node:
                 "NodeNotFound", "replSetInitiate quorum check failed because not all proposed "
                                 f"set members responded affirmatively: {detail}"))
             return
-        self._install_config(attempt.config, reason="replSetInitiate")
+        # The first entry goes in before the config, so the member counts as holding data
+        # (others copy it by initial sync; the initiator itself never does).
         self._log_local("n", "", {"msg": "initiating set"}, None)
         self.initial_sync_pending = False
-        self._persist()
-        me = self.me
-        assert me is not None
-        self._set_state(S.SECONDARY, "initiated")
+        self._install_config(attempt.config, reason="replSetInitiate")
+        invariant(self.state == S.SECONDARY, f"initiator ended in {self.state.name}")
         self.election_deadline_ms = self.now_ms  # stand at once if we can
         self._reply_client(attempt.request_id, {"ok": 1.0})
 

@@ -21,13 +21,14 @@ from replnode.core.actions import (
     CancelRpc, ClientReply, Persist, Reply, Send, WriteRollbackFiles,
 )
 from replnode.core.events import (
-    ClientCommand, ClientWrite, Event, FailpointSet, OpSink, PeerFailed, PeerReply,
-    PeerRequestIn, ShutdownStarted, Tick, WriteConcern,
+    ClientCommand, ClientWrite, Event, FailpointSet, JournalFlushed, OpSink, PeerFailed,
+    PeerReply, PeerRequestIn, ShutdownStarted, Tick, WriteConcern,
 )
 from replnode.core.messages import FetchRequest, FetchResponse
 from replnode.core.node import Node
 from replnode.domain import OpTime
 from replnode.errors import CommandError
+from replnode.shell.journal import Journal
 from replnode.shell.peers import PeerClient
 from replnode.shell.persist import ReplStateStore, write_rollback_files
 
@@ -45,7 +46,7 @@ class Driver:
     """Steps the Node and executes what it asks for."""
 
     def __init__(self, node: Node, *, clock: MonotonicClock, peers: PeerClient,
-                 state_store: ReplStateStore, dbpath: str,
+                 state_store: ReplStateStore, dbpath: str, journal: Journal | None = None,
                  on_step: Callable[[], None] | None = None) -> None:
         self.node = node
         self.clock = clock
@@ -62,11 +63,22 @@ class Driver:
         self._tick_task: asyncio.Task[None] | None = None
         self.rollback_files: list[str] = []
         self.stopping = False
+        self.journal = journal
+        self._journal_wakeup = asyncio.Event()
+        self._journal_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ stepping
 
     def step(self, event: Event) -> None:
         actions = self.node.step(event, self.clock.now_ms())
+        if self.journal is not None:
+            # Journal writes precede the actions: a Reply or Send never reports an entry
+            # the OS has not been given (fsync comes from the flusher).
+            items = self.node.take_journal()
+            if items:
+                self.journal.append(items)
+                if self.node.durability_wanted():
+                    self._journal_wakeup.set()
         for action in actions:
             self._execute(action)
         self._signal_news()
@@ -127,7 +139,27 @@ class Driver:
     # ------------------------------------------------------------------ ticking
 
     def start(self, tick_ms: int = limits.tick_interval_ms) -> None:
-        self._tick_task = asyncio.get_running_loop().create_task(self._tick_loop(tick_ms))
+        loop = asyncio.get_running_loop()
+        self._tick_task = loop.create_task(self._tick_loop(tick_ms))
+        if self.journal is not None:
+            self._journal_task = loop.create_task(self._journal_loop(self.journal))
+
+    async def _journal_loop(self, journal: Journal) -> None:
+        """Group commit: one fsync covers everything written since the last one."""
+        while not self.stopping:
+            try:
+                await asyncio.wait_for(self._journal_wakeup.wait(), journal.commit_interval_s)
+            except asyncio.TimeoutError:
+                pass
+            self._journal_wakeup.clear()
+            if journal.needs_flush():
+                optime = await journal.flush()
+                if optime is not None and not self.stopping:
+                    self.step(JournalFlushed(optime))
+            if journal.checkpoint_due() and not self.stopping:
+                path = await journal.checkpoint(self.node.store, self.node.oplog,
+                                                self.node.applied)
+                log.info("checkpoint written: %s", path, extra={"component": "STORAGE"})
 
     async def _tick_loop(self, tick_ms: int) -> None:
         while not self.stopping:
@@ -145,6 +177,10 @@ class Driver:
         self.stopping = True
         if self._tick_task is not None:
             self._tick_task.cancel()
+        if self._journal_task is not None:
+            self._journal_task.cancel()
+        if self.journal is not None:
+            self.journal.close()
         for task in list(self._rpc_tasks.values()):
             task.cancel()
         self._news.set()

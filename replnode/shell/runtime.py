@@ -34,8 +34,10 @@ from replnode.shell.commands import CommandRunner
 from replnode.shell.driver import Driver, MonotonicClock
 from replnode.shell.failpoints import Failpoints
 from replnode.shell.http_api import create_app
+from replnode.shell.journal import recover, Journal
 from replnode.shell.metrics import Metrics
 from replnode.shell.peers import PeerClient
+from replnode.storage.journal_format import JournalCorrupt
 from replnode.storage.oplog import Oplog
 from replnode.storage.store import Store
 
@@ -186,6 +188,17 @@ class Server:
         persisted = state_store.load()
         store = Store()
         oplog = Oplog(int(o.oplog_size_mb * limits.MIB))
+        journal = None
+        if o.journal:
+            rec = recover(o.dbpath, store, oplog)
+            log.info("recovered from %s: checkpoint=%s, %d journal segments, %d oplog entries, "
+                     "%d replayed onto the store, torn tail %d bytes, last optime %s, in %dms",
+                     o.dbpath, rec.checkpoint, rec.segments, rec.entries_in_oplog,
+                     rec.entries_replayed, rec.torn_tail_bytes, rec.last_optime, rec.elapsed_ms,
+                     extra={"component": "STORAGE",
+                            "attr": {"recoveryMillis": rec.elapsed_ms,
+                                     "oplogEntries": rec.entries_in_oplog}})
+            journal = Journal(o.dbpath, o.journal_commit_interval_ms)
         hosts = ["0.0.0.0", "::"] if o.bind_ip_all else list(o.bind_ip)
         sockets = _bind_sockets(hosts, o.port)
         self.port = sockets[0].getsockname()[1]
@@ -202,7 +215,7 @@ class Server:
                                    [h for h in o.bind_ip] + ["localhost"] +
                                    ([split_host(o.advertise)[0]] if o.advertise else []))
         settings = NodeSettings(
-            set_name=o.repl_set, default_host=default_host, journal_enabled=False,
+            set_name=o.repl_set, default_host=default_host, journal_enabled=o.journal,
             test_commands=o.test_commands,
             periodic_noop_interval_ms=o.parameter_int("periodicNoopIntervalSecs", 10) * 1000,
             rollback_time_limit_ms=o.parameter_int(
@@ -213,7 +226,7 @@ class Server:
                     wall_offset_ms=int(time.time() * 1000) - now)
         self.peers.self_host = default_host
         self.driver = Driver(node, clock=clock, peers=self.peers, state_store=state_store,
-                             dbpath=o.dbpath, on_step=self._on_step)
+                             dbpath=o.dbpath, journal=journal, on_step=self._on_step)
         self.runner = CommandRunner(self.driver, o, failpoints, self.request_stop)
         metrics = Metrics(self.runner)
         app = create_app(self.runner, failpoints=failpoints,
@@ -292,12 +305,14 @@ async def serve(options: ServerOptions) -> int:
     server = Server(options)
     try:
         await server.start()
-    except ConfigError as exc:
-        sys.stderr.write(f"replnode: error: {exc.problems[0]}\n")
+    except (ConfigError, JournalCorrupt) as exc:
+        message = exc.problems[0] if isinstance(exc, ConfigError) else str(exc)
+        log.error("cannot start: %s", message)
+        sys.stderr.write(f"replnode: error: {message}\n")
         server.lock.release()
         if server.peers is not None:
             await server.peers.close()
-        return 2
+        return 2 if isinstance(exc, ConfigError) else 100
     await server.run_until_stopped()
     return 0
 
