@@ -1418,9 +1418,15 @@ class Node:
         view = self._view_by_host(self.sync_source)
         member = self.config.member(view.member_id) if view is not None else None
         problem = topology.sync_source_problem(view, member, self._sync_rules(self.last_fetched),
-                                               self._primary_view(), self.applied)
+                                               self._primary_view(), self.last_fetched)
         if problem:
             self._clear_sync_source(problem)
+
+    def _rpc_timeout_ms(self, bulk: bool = False) -> int:
+        """Timeout for one request to a sync source: short for metadata, longer for data."""
+        assert self.config is not None
+        base = 2 * self.config.settings.election_timeout_ms
+        return max(base, 5_000 if bulk else 2_000)
 
     def _fetch_wait_ms(self) -> int:
         assert self.config is not None
@@ -1594,6 +1600,9 @@ class Node:
 
     def _begin_initial_sync(self, why: str) -> None:
         self._stop_replication("starting initial sync")
+        self.denylist.clear()  # "too stale for X" no longer applies to an empty member
+        self.too_stale_for.clear()
+        self.too_stale = False
         self.initial_sync_pending = True
         self._persist()
         self._set_state(S.STARTUP2, f"initial sync: {why}")
@@ -1615,7 +1624,8 @@ class Node:
         self.applied_wall_ms = 0
         self.durable_wall_ms = 0
         self.last_fetched = NULL_OPTIME
-        self.commit_point = NULL_OPTIME
+        # The commit point stays: majority-committed history is a fact about the set, not
+        # about our (now empty) copy of it.
         self.snapshots.reset(NULL_OPTIME)
 
     def _cancel_initial_sync_rpcs(self) -> None:
@@ -1652,7 +1662,8 @@ class Node:
         self.log.info("member=%s initial sync attempt %d/%d from %s", self._me_label(),
                       st.attempt, st.attempts_max, source)
         self._rpc("is_begin", source, SyncInfoRequest(self.config.set_name,
-                                                      self.my_id or NO_MEMBER), 10_000)
+                                                      self.my_id or NO_MEMBER),
+                  self._rpc_timeout_ms())
 
     def _initial_sync_failed(self, reason: str) -> None:
         st = self.initial_sync
@@ -1697,7 +1708,8 @@ class Node:
             st.last_fetched = OpTime(resp.last_entry["t"], resp.last_entry["ts"])
             st.phase = Phase.LIST
             self._initial_sync_fetch_more()
-            self._rpc("is_list", st.source, CloneListRequest(self.config.set_name), 30_000)
+            self._rpc("is_list", st.source, CloneListRequest(self.config.set_name),
+                      self._rpc_timeout_ms(bulk=True))
             return
         if resp.meta.rbid != st.source_rbid:
             self._initial_sync_failed("sync source rolled back during the copy (rollback id "
@@ -1760,7 +1772,8 @@ class Node:
         if st.current >= len(st.collections):
             st.phase = Phase.STOP
             self._rpc("is_stop", st.source, SyncInfoRequest(self.config.set_name,
-                                                            self.my_id or NO_MEMBER), 10_000)
+                                                            self.my_id or NO_MEMBER),
+                      self._rpc_timeout_ms())
             return
         spec = st.collections[st.current]
         progress = st.progress[st.current]
@@ -1781,7 +1794,7 @@ class Node:
         spec = st.collections[st.current]
         self._rpc("is_clone", st.source, CloneBatchRequest(
             self.config.set_name, spec.ns, st.cursor_id, limits.initial_sync_batch_docs_max,
-            limits.initial_sync_batch_bytes_max), 30_000)
+            limits.initial_sync_batch_bytes_max), self._rpc_timeout_ms(bulk=True))
 
     def _on_initial_sync_batch(self, resp: CloneBatchResponse) -> None:
         st = self.initial_sync
@@ -1873,7 +1886,7 @@ class Node:
         assert rb is not None
         self._rpc("rb_range", rb.source, OplogRangeRequest(
             self.config.set_name, at_or_before_ts, limits.rollback_remote_batch_entries_max),
-            30_000)
+            self._rpc_timeout_ms(bulk=True))
 
     def _rollback_source_failed(self, reason: str) -> None:
         if self.rollback is None:
@@ -1954,7 +1967,8 @@ class Node:
         colls = tuple(rb.pending_collections)
         rb.pending_collections = []
         self._rpc("rb_refetch", rb.source, RefetchRequest(self.config.set_name,
-                                                          tuple(batch_docs), colls), 30_000)
+                                                          tuple(batch_docs), colls),
+                  self._rpc_timeout_ms(bulk=True))
 
     def _on_rollback_refetch(self, resp: RefetchResponse) -> None:
         rb = self.rollback

@@ -220,7 +220,9 @@ def sync_source_problem(source: MemberView | None, member: MemberConfig | None,
             primary.applied_wall_ms - source.applied_wall_ms > limits.sync_source_lag_ms_max:
         return (f"sync source {source.host} is more than "
                 f"{limits.sync_source_lag_ms_max // 1000}s behind the primary")
-    if source.state != MemberState.PRIMARY and not source.sync_source and \
-            source.applied <= my_applied and primary is not None:
-        return f"sync source {source.host} is not making progress"
+    if source.state != MemberState.PRIMARY and source.applied <= my_applied and \
+            primary is not None and primary.applied > my_applied:
+        # Not ahead of us while the primary is: it cannot help (and two secondaries
+        # syncing from each other would otherwise wait on each other forever).
+        return f"sync source {source.host} is not ahead of us while the primary is"
     return ""

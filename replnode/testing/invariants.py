@@ -49,7 +49,7 @@ class Checker:
         if node.state == MemberState.PRIMARY:
             self._check_primary(cluster, host)
         oplog = node.oplog
-        retained = oplog.retained_from()
+        retained = oplog.retained_from
         if oplog.bytes_used > oplog.size_bytes_max and len(oplog) > 1 and retained is not None \
                 and oplog.first_optime() < retained:
             fail(f"{host} oplog holds {oplog.bytes_used} bytes, over its "

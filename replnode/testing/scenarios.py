@@ -32,14 +32,14 @@ class RunResult:
 
 def random_run(seed: int, *, members: int = 3, duration_ms: int = 8_000, crashes: bool = True,
                durable_data: bool = False, priorities: list[float] | None = None,
-               quiet_ms: int = 6_000) -> RunResult:
+               arbiters: tuple[int, ...] = (), quiet_ms: int = 10_000) -> RunResult:
     """One seeded run with faults; safety is checked at every step, liveness at the end."""
     rng = random.Random(seed ^ 0x5EED)
     faults = LinkFaults(delay_min_ms=1, delay_max_ms=rng.choice([3, 10, 40]),
                         loss=rng.choice([0.0, 0.0, 0.01, 0.05]),
                         duplicate=rng.choice([0.0, 0.02]))
     cluster = SimCluster(seed, members=members, faults=faults, durable_data=durable_data,
-                         priorities=priorities)
+                         priorities=priorities, arbiters=arbiters)
     checker = Checker()
     cluster.observers.append(checker)
     cluster.initiate()
@@ -63,7 +63,15 @@ def random_run(seed: int, *, members: int = 3, duration_ms: int = 8_000, crashes
     for host in cluster.hosts:
         cluster.restart(host)
     cluster.run_for(quiet_ms)
-    cluster.run_for(100)
+    # Act as an operator would: a member that fell off every oplog (possible when others
+    # restarted empty) is resynced; then let the set settle again.
+    stale = [h for h in cluster.hosts
+             if cluster.up(h) and (cluster.node(h).too_stale or cluster.node(h).needs_resync)]
+    for h in stale:
+        result.faults.append(f"operator: replSetResync {h}")
+        cluster.command(h, "replSetResync", {}, wait_ms=100)
+    if stale:
+        cluster.run_for(quiet_ms)
     result.problems = check_converged(cluster)
     if priorities and not result.problems:
         result.problems.extend(_check_priority(cluster, priorities))

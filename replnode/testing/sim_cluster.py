@@ -377,8 +377,17 @@ class SimCluster:
         replies = self._command_replies.pop((host, rid), [])
         return replies[0] if replies else None
 
-    def initiate(self) -> Any:
-        reply = self.command(self.hosts[0], "replSetInitiate", {"config": self.config_doc})
+    def initiate(self, within_ms: int = 60_000) -> Any:
+        """replSetInitiate on the first member, retried (messages may be lost)."""
+        reply = None
+        deadline = self.clock.now_ms + within_ms
+        while self.clock.now_ms < deadline:
+            reply = self.command(self.hosts[0], "replSetInitiate", {"config": self.config_doc})
+            if reply is not None and reply.error is None:
+                break
+            if reply is not None and getattr(reply.error, "code_name", "") == "AlreadyInitialized":
+                break
+            self.run_for(200)
         self._initiated = True
         return reply
 
