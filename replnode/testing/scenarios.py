@@ -57,6 +57,12 @@ def random_run(seed: int, *, members: int = 3, duration_ms: int = 8_000, crashes
                 cluster.write(p, doc_id, WriteConcern(w=w, wtimeout_ms=2_000))
         if cluster.clock.now_ms >= next_fault:
             result.faults.append(_inject(cluster, rng, crashes))
+            if durable_data and rng.random() < 0.08:
+                for h in cluster.hosts:
+                    cluster.crash(h)
+                for h in cluster.hosts:
+                    cluster.restart(h)
+                result.faults.append("power loss: every member killed and restarted")
             next_fault = cluster.clock.now_ms + rng.randint(300, 2000)
     cluster.net.heal()
     cluster.net.faults = LinkFaults(1, 5, 0.0, 0.0)

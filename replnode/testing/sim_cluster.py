@@ -20,13 +20,14 @@ from replnode.core.actions import (
     CancelRpc, ClientReply, Persist, PersistedState, Reply, Send, WriteRollbackFiles,
 )
 from replnode.core.events import (
-    ClientCommand, ClientWrite, Event, OpSink, PeerFailed, PeerReply, PeerRequestIn, Tick,
-    WriteConcern,
+    ClientCommand, ClientWrite, Event, JournalFlushed, OpSink, PeerFailed, PeerReply,
+    PeerRequestIn, Tick, WriteConcern,
 )
 from replnode.core.messages import FetchRequest, FetchResponse, VoteRequest, VoteResponse
 from replnode.core.node import Node, NodeSettings, WriteConcernTimeout
 from replnode.domain import MemberState, OpTime
 from replnode.storage import apply as storage_apply
+from replnode.storage import journal_format as jf
 from replnode.storage.oplog import Oplog
 from replnode.storage.store import Store
 from replnode.testing.sim_network import EventQueue, LinkFaults, SimClock, SimNetwork
@@ -52,6 +53,10 @@ class SimMember:
     oplog: Oplog | None = None
     rollback_files: list[WriteRollbackFiles] = field(default_factory=list)
     incarnation: int = 0
+    # The journal model (durable_data): what reached "disk" and what the OS still holds.
+    journal_flushed: list[tuple[str, Any]] = field(default_factory=list)
+    journal_unflushed: list[tuple[str, Any]] = field(default_factory=list)
+    flush_scheduled: bool = False
     # handle -> (requester host, rpc_id, request, sent_ms, incarnation of requester)
     pending: dict[int, tuple[str, int, Any, int]] = field(default_factory=dict)
     parked: list[tuple[int, FetchRequest, int]] = field(default_factory=list)  # handle, req, deadline
@@ -139,13 +144,15 @@ class SimCluster:
 
     def _boot(self, host: str) -> None:
         m = self.members[host]
-        if m.store is None or m.oplog is None or not self.durable_data:
-            m.store = Store()
-            m.oplog = Oplog(self.oplog_bytes)
+        m.store = Store()
+        m.oplog = Oplog(self.oplog_bytes)
+        if self.durable_data:
+            _recover(m.journal_flushed, m.store, m.oplog)
         m.incarnation += 1
         m.pending.clear()
         m.parked.clear()
-        settings = NodeSettings(set_name="rs0", default_host=host, periodic_noop_interval_ms=0)
+        settings = NodeSettings(set_name="rs0", default_host=host, periodic_noop_interval_ms=0,
+                                journal_enabled=self.durable_data)
         m.node = Node(settings, rng=random.Random(self.rng.randrange(1 << 30)), store=m.store,
                       oplog=m.oplog, resolver=_Resolver(host), logger=self._logger(host),
                       persisted=m.persisted, now_ms=self.clock.now_ms,
@@ -174,9 +181,13 @@ class SimCluster:
                 op.outcome = "unknown"
                 op.done_ms = self.clock.now_ms
                 del self._client_requests[key]
-        if not self.durable_data:
-            m.store = None
-            m.oplog = None
+        # Power loss: what was fsynced survives, plus some prefix of what the OS held.
+        keep = self.rng.randint(0, len(m.journal_unflushed)) if m.journal_unflushed else 0
+        m.journal_flushed.extend(m.journal_unflushed[:keep])
+        m.journal_unflushed = []
+        m.flush_scheduled = False
+        m.store = None
+        m.oplog = None
 
     def restart(self, host: str) -> None:
         if self.members[host].node is None:
@@ -190,6 +201,7 @@ class SimCluster:
             return
         actions = m.node.step(event, self.clock.now_ms)
         self.steps += 1
+        self._journal(host)
         self._execute(host, actions)
         self._serve_parked(host)
         for obs in self.observers:
@@ -296,11 +308,36 @@ class SimCluster:
         src, rpc_id, meta, _ = entry  # type: ignore[misc]
         inc, sent_ms, timeout_ms = meta
         actions = m.node.step(PeerRequestIn(handle, req), self.clock.now_ms)
+        self._journal(host)
         for action in actions:
             if isinstance(action, Reply) and action.handle == handle:
                 self._route_reply(host, src, inc, rpc_id, action.response, sent_ms, timeout_ms)
             else:
                 self._execute(host, [action])
+
+    def _journal(self, host: str) -> None:
+        """Collect the step's journal items; schedule a group-commit flush."""
+        m = self.members[host]
+        if m.node is None or not self.durable_data:
+            return
+        items = m.node.take_journal()
+        if items:
+            m.journal_unflushed.extend(items)
+        if m.journal_unflushed and not m.flush_scheduled:
+            delay = self.rng.randint(1, 30) if m.node.durability_wanted() else 100
+            m.flush_scheduled = True
+            self.queue.push(self.clock.now_ms + delay, "flush", (host, m.incarnation))
+
+    def _flush(self, host: str, inc: int) -> None:
+        m = self.members[host]
+        if m.node is None or m.incarnation != inc:
+            return
+        m.flush_scheduled = False
+        m.journal_flushed.extend(m.journal_unflushed)
+        m.journal_unflushed = []
+        last = _journal_last_optime(m.journal_flushed)
+        if last is not None:
+            self._step(host, JournalFlushed(last))
 
     def _client_reply(self, host: str, action: ClientReply) -> None:
         key = (host, action.request_id)
@@ -359,6 +396,8 @@ class SimCluster:
                 if h == handle:
                     m.parked = [p for p in m.parked if p[0] != handle]
                     self._answer_parked(host, handle, req)
+        elif kind == "flush":
+            self._flush(*payload)
         elif kind == "client":
             host, event = payload
             self._step(host, event)
@@ -455,3 +494,31 @@ class SimCluster:
                 parts.append(f"{h}={n.state.name}/t{n.term}/applied={n.applied}/"
                              f"cp={n.commit_point}/src={n.sync_source or '-'}")
         return f"t={self.clock.now_ms} " + " ".join(parts)
+
+
+def _journal_last_optime(items: list[tuple[str, Any]]) -> OpTime | None:
+    """The newest oplog optime the journal holds, after truncations and clears."""
+    for kind, value in reversed(items):
+        if kind == "E":
+            return value.optime  # type: ignore[no-any-return]
+        if kind == "T":
+            return value  # type: ignore[no-any-return]
+        if kind == "C":
+            return None
+    return None
+
+
+def _recover(items: list[tuple[str, Any]], store: Store, oplog: Oplog) -> None:
+    """Rebuild a member from its journal with the same replay the daemon uses."""
+    from replnode import codec
+    records: list[tuple[bytes, bytes, int]] = []
+    for i, (kind, value) in enumerate(items):
+        if kind == "E":
+            records.append((jf.KIND_ENTRY, value.raw, i))
+        elif kind == "X":
+            records.append((jf.KIND_STORE_OP, codec.pack(value), i))
+        elif kind == "T":
+            records.append((jf.KIND_TRUNCATE, codec.pack([value.term, value.ts]), i))
+        elif kind == "C":
+            records.append((jf.KIND_CLEAR, b"", i))
+    jf.replay([(0, records)], store, oplog, None)
