@@ -31,11 +31,11 @@ def component_for(record: logging.LogRecord) -> str:
     if explicit:
         return str(explicit)
     name = record.name
-    text = record.msg if isinstance(record.msg, str) else ""
+    text = record.getMessage()
     if name.startswith(CORE) or name.startswith("replnode.sim"):
         lowered = text.lower()
-        if "election" in lowered or "vote" in lowered or "takeover" in lowered \
-                or "won_election" in lowered or "step" in lowered and "down" in lowered:
+        if any(word in lowered for word in ("election", "vote", "takeover", "stepped_down",
+                                             "step down", "step-up", "handoff")):
             return "ELECTION"
         if "initial sync" in lowered:
             return "INITSYNC"

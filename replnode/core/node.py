@@ -1472,7 +1472,8 @@ class Node:
         self.fetch_rpc = None
         if resp.meta is not None:
             self._observe_term(resp.meta.term, f"fetch reply from {target}")
-        if not self._can_replicate() or target != self.sync_source:
+        if not self._can_replicate() or target != self.sync_source or \
+                "stopReplProducer" in self.failpoints:
             return
         if not resp.ok:
             self._on_fetch_error(target, resp)
@@ -2408,6 +2409,8 @@ class Node:
     def _on_failpoint(self, name: str, enabled: bool, data: dict[str, Any]) -> None:
         if enabled:
             self.failpoints[name] = data
+            if name == "stopReplProducer":
+                self._stop_fetching()  # a parked fetch would still deliver a batch
         else:
             self.failpoints.pop(name, None)
             if name == "rsSyncApplyStop":
