@@ -203,6 +203,7 @@ class Node:
         self.position_rpc: int | None = None
         self.position_dirty = False
         self.position_sent_ms = 0
+        self.last_batch_ms = now_ms
         self.min_valid = NULL_OPTIME
 
         self.initial_sync: InitialSyncState | None = None
@@ -1389,6 +1390,7 @@ class Node:
         self._stop_fetching()
         self.sync_source = host
         self.sync_source_from_request = from_request
+        self.last_batch_ms = self.now_ms
         self.fetch_failures = 0
         self.info_message = "" if not self.too_stale else self.info_message
         self.position_dirty = True
@@ -1417,8 +1419,10 @@ class Node:
             return
         view = self._view_by_host(self.sync_source)
         member = self.config.member(view.member_id) if view is not None else None
-        problem = topology.sync_source_problem(view, member, self._sync_rules(self.last_fetched),
-                                               self._primary_view(), self.last_fetched)
+        problem = topology.sync_source_problem(
+            view, member, self._sync_rules(self.last_fetched), self._primary_view(),
+            self.last_fetched, idle_ms=self.now_ms - self.last_batch_ms,
+            idle_limit_ms=self.config.settings.election_timeout_ms)
         if problem:
             self._clear_sync_source(problem)
 
@@ -1481,6 +1485,7 @@ class Node:
         self.fetch_failures = 0
         entries = resp.entries
         if entries:
+            self.last_batch_ms = self.now_ms
             last = self.last_fetched
             for e in entries:
                 ot = OpTime(e["t"], e["ts"])

@@ -206,7 +206,7 @@ def _better(candidate: MemberView, best: MemberView) -> bool:
 
 def sync_source_problem(source: MemberView | None, member: MemberConfig | None,
                         rules: SyncSourceRules, primary: MemberView | None,
-                        my_applied: OpTime) -> str:
+                        my_applied: OpTime, idle_ms: int, idle_limit_ms: int) -> str:
     """Why the current sync source should be replaced, or "" to keep it."""
     if source is None or member is None:
         return "sync source is no longer in the config"
@@ -221,8 +221,8 @@ def sync_source_problem(source: MemberView | None, member: MemberConfig | None,
         return (f"sync source {source.host} is more than "
                 f"{limits.sync_source_lag_ms_max // 1000}s behind the primary")
     if source.state != MemberState.PRIMARY and source.applied <= my_applied and \
-            primary is not None and primary.applied > my_applied:
-        # Not ahead of us while the primary is: it cannot help (and two secondaries
-        # syncing from each other would otherwise wait on each other forever).
+            primary is not None and primary.applied > my_applied and idle_ms > idle_limit_ms:
+        # Not ahead of us, and silent, while the primary is ahead: it cannot help (two
+        # secondaries syncing from each other would otherwise wait on each other forever).
         return f"sync source {source.host} is not ahead of us while the primary is"
     return ""

@@ -323,6 +323,13 @@ async def _get_cmd_line_opts(r: CommandRunner, db: str, cmd: dict[str, Any]) -> 
     return {"argv": ["replnode"], "parsed": parsed, "ok": 1.0}
 
 
+async def _db_hash(r: CommandRunner, db: str, cmd: dict[str, Any]) -> dict[str, Any]:
+    """A digest of a database's documents and indexes, for comparing members."""
+    n = r.node
+    return {"host": n.me.host if n.me else n.settings.default_host,
+            "md5": n.store.content_hash(dbs=[db]), "ok": 1.0}
+
+
 async def _list_commands(r: CommandRunner, db: str, cmd: dict[str, Any]) -> dict[str, Any]:
     names = sorted(set(SERVER_COMMANDS) | REPL_COMMANDS | set(data_commands.DATA_COMMANDS))
     return {"commands": {n: {} for n in names}, "ok": 1.0}
@@ -336,6 +343,7 @@ SERVER_COMMANDS: dict[str, Handler] = {
     "buildInfo": _build_info, "buildinfo": _build_info, "serverStatus": _server_status,
     "shutdown": _shutdown, "configureFailPoint": _configure_failpoint,
     "getCmdLineOpts": _get_cmd_line_opts, "listCommands": _list_commands,
+    "dbHash": _db_hash,
 }
 
 
