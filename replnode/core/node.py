@@ -68,6 +68,9 @@ class NodeSettings:
     periodic_noop_interval_ms: int = limits.periodic_noop_interval_ms
     rollback_time_limit_ms: int = limits.rollback_time_limit_secs * 1000
     rollback_bytes_max: int = limits.rollback_bytes_max
+    # Deliberately broken behaviours, only for proving the chaos harness catches them
+    # (set with --setParameter testBug...=1 together with enableTestCommands).
+    test_bugs: frozenset[str] = frozenset()
 
 
 class WriteConcernTimeout:
@@ -844,7 +847,8 @@ class Node:
         else:
             primary_term, primary_priority = -1, 0.0
         voter = election.VoterView(
-            set_name=self.config.set_name, term=self.term, voted_for_term=self.voted_for_term,
+            set_name=self.config.set_name, term=self.term,
+            voted_for_term=-1 if "doubleVote" in self.settings.test_bugs else self.voted_for_term,
             config=self.config, last_applied=self.applied, state=self.state,
             healthy_primary_term=primary_term, healthy_primary_priority=primary_priority,
             initial_sync_pending=self.initial_sync is not None or self.initial_sync_pending)
@@ -1095,6 +1099,8 @@ class Node:
             if view is not None:
                 applied.append(view.applied)
                 durable.append(view.durable)
+        if waiter.concern.w == "majority" and "ackMajorityOnLocalApply" in self.settings.test_bugs:
+            return True
         return replication.concern_satisfied(
             waiter.concern, waiter.target, commit_point=self.commit_point,
             member_applied=applied, member_durable=durable, self_durable=self.durable)
@@ -1526,6 +1532,9 @@ class Node:
         if meta.last_applied <= self.last_fetched:
             self._denylist(target, self._error_denylist_ms(),
                            "sync source is not ahead of us")
+            return
+        if "skipRollback" in self.settings.test_bugs:
+            self.last_fetched = meta.last_applied  # keep our divergent writes: wrong on purpose
             return
         self._begin_rollback(target)
 

@@ -166,6 +166,20 @@ def _key_digest(path: str | None) -> str | None:
     return hashlib.sha256(b"replnode-keyfile:" + key).hexdigest()
 
 
+def _test_bugs(o: ServerOptions) -> frozenset[str]:
+    """Planted bugs for proving the chaos harness; refused without enableTestCommands."""
+    names = {"testBugAckMajorityOnLocalApply": "ackMajorityOnLocalApply",
+             "testBugDoubleVote": "doubleVote", "testBugSkipRollback": "skipRollback",
+             "testBugLinearizableReadWithoutMajority": "linearizableReadWithoutMajority"}
+    bugs = frozenset(v for k, v in names.items() if o.set_parameters.get(k) == "1")
+    if bugs and not o.test_commands:
+        raise ConfigError(["--setParameter testBug...=1 needs enableTestCommands=1"])
+    if bugs:
+        log.warning("running with deliberately broken behaviours for testing: %s",
+                    ", ".join(sorted(bugs)))
+    return bugs
+
+
 class Server:
     """One running replnode process."""
 
@@ -219,7 +233,8 @@ class Server:
             test_commands=o.test_commands,
             periodic_noop_interval_ms=o.parameter_int("periodicNoopIntervalSecs", 10) * 1000,
             rollback_time_limit_ms=o.parameter_int(
-                "rollbackTimeLimitSecs", limits.rollback_time_limit_secs) * 1000)
+                "rollbackTimeLimitSecs", limits.rollback_time_limit_secs) * 1000,
+            test_bugs=_test_bugs(o))
         node = Node(settings, rng=random.Random(seed), store=store, oplog=oplog,
                     resolver=resolver, logger=logging.getLogger("replnode.core"),
                     persisted=persisted, now_ms=now,
