@@ -68,6 +68,9 @@ class ServerOptions:
                     int(value)
                 except ValueError:
                     problems.append(f"--setParameter {name} must be an integer, not {value!r}")
+            elif name.startswith("failpoint."):
+                if not self.test_commands:
+                    problems.append(f"--setParameter {name} needs enableTestCommands=1")
             elif name not in _KNOWN_PARAMETERS:
                 problems.append(f"--setParameter: unknown parameter {name!r}")
         if problems:

@@ -1846,6 +1846,9 @@ class Node:
             return
         if st.last_fetched < st.stop:
             return  # keep fetching until the buffer reaches the stop point
+        if "initialSyncHangBeforeFinish" in self.failpoints:
+            self.info_message = "initial sync: held before finishing (failpoint)"
+            return
         self._finish_initial_sync()
 
     def _finish_initial_sync(self) -> None:
@@ -2429,6 +2432,8 @@ class Node:
             self.failpoints.pop(name, None)
             if name == "rsSyncApplyStop":
                 self._apply_due()
+            if name == "initialSyncHangBeforeFinish":
+                self._initial_sync_maybe_finish()
             self._tick_replication() if self.config is not None and not self.standalone else None
 
     def _on_shutdown(self) -> None:

@@ -6,7 +6,8 @@ Owns the failpoint table. Shell failpoints: `dropInternalMessages` (data:
 {hosts: [h:p, ...], direction: "in" | "out" | "both"}) and
 `delayInternalMessages` (data: {hosts, delayMs}) act on member-to-member
 traffic, so partitions can be made without root; `stopReplProducer` and
-`rsSyncApplyStop` are passed to the core.
+`rsSyncApplyStop` and `initialSyncHangBeforeFinish` are passed to the core. A
+failpoint can also be on from the start: `--setParameter failpoint.NAME=1`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from replnode.core.rsconfig import normalize_host
 from replnode.errors import CommandError
 
 SHELL_FAILPOINTS = {"dropInternalMessages", "delayInternalMessages"}
-CORE_FAILPOINTS = {"stopReplProducer", "rsSyncApplyStop"}
+CORE_FAILPOINTS = {"stopReplProducer", "rsSyncApplyStop", "initialSyncHangBeforeFinish"}
 KNOWN = SHELL_FAILPOINTS | CORE_FAILPOINTS
 
 

@@ -32,7 +32,7 @@ from replnode.options import ServerOptions
 from replnode.shell import persist
 from replnode.shell.commands import CommandRunner
 from replnode.shell.driver import Driver, MonotonicClock
-from replnode.shell.failpoints import Failpoints
+from replnode.shell.failpoints import CORE_FAILPOINTS, Failpoints
 from replnode.shell.http_api import create_app
 from replnode.shell.journal import recover, Journal
 from replnode.shell.metrics import Metrics
@@ -242,6 +242,12 @@ class Server:
         self.peers.self_host = default_host
         self.driver = Driver(node, clock=clock, peers=self.peers, state_store=state_store,
                              dbpath=o.dbpath, journal=journal, on_step=self._on_step)
+        for key, value in o.set_parameters.items():
+            if key.startswith("failpoint.") and value not in ("0", "off", "false"):
+                name = key.split(".", 1)[1]
+                failpoints.configure(name, "alwaysOn", {})
+                if name in CORE_FAILPOINTS:
+                    self.driver.set_failpoint(name, True, {})
         self.runner = CommandRunner(self.driver, o, failpoints, self.request_stop)
         metrics = Metrics(self.runner)
         app = create_app(self.runner, failpoints=failpoints,
