@@ -165,6 +165,8 @@ class Node:
         self.initial_sync_pending = False
         self.config: ReplSetConfig | None = None
         self.my_id: int | None = None
+        self._me: MemberConfig | None = None
+        self._views_by_host: dict[str, topology.MemberView] = {}
 
         # volatile
         self.state = S.STARTUP
@@ -242,9 +244,7 @@ class Node:
 
     @property
     def me(self) -> MemberConfig | None:
-        if self.config is None or self.my_id is None:
-            return None
-        return self.config.member(self.my_id)
+        return self._me
 
     @property
     def standalone(self) -> bool:
@@ -626,11 +626,10 @@ class Node:
             view.next_heartbeat_ms = self.now_ms  # retry at once, as MongoDB does
 
     def _view_by_host(self, host: str) -> topology.MemberView | None:
-        wanted = normalize_host(host)
-        for view in self.views.values():
-            if normalize_host(view.host) == wanted:
-                return view
-        return None
+        view = self._views_by_host.get(host)
+        if view is None:
+            view = self._views_by_host.get(normalize_host(host))
+        return view
 
     # ------------------------------------------------------------------ config
 
@@ -670,6 +669,11 @@ class Node:
                 views[m.id] = topology.MemberView(member_id=m.id, host=m.host,
                                                   next_heartbeat_ms=self.now_ms)
         self.views = views
+        self._me = config.member(self.my_id) if self.my_id is not None else None
+        self._views_by_host = {}
+        for view in views.values():
+            self._views_by_host[view.host] = view
+            self._views_by_host[normalize_host(view.host)] = view
         self.log.info("member=%s installed config version=%d term=%d members=%d reason=%s",
                       self._me_label(), config.version, config.term, len(config.members), reason)
         if persist:
