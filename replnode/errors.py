@@ -68,6 +68,17 @@ CODES: dict[str, int] = {
     "NotPrimaryNoSecondaryOk": 13435,
     "NotPrimaryOrSecondary": 13436,
     "Location40414": 40414,
+    "InvalidIdField": 53,
+    "NotSingleValueField": 54,
+    "Location31250": 31250,
+    "Location31253": 31253,
+    "Location31254": 31254,
+    "Location31255": 31255,
+    "Location31276": 31276,
+    "Location51091": 51091,
+    "Location51108": 51108,
+    "Location51109": 51109,
+    "Location51270": 51270,
 }
 
 

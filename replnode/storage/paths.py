@@ -107,7 +107,7 @@ def get_values_for_match(doc: Any, path: str) -> list[Any]:
     return [v for v in iter_candidates(doc, parts, 0, True) if v is not MISSING]
 
 
-def _iter_index_keys(value: Any, parts: tuple[str, ...], i: int) -> Iterator[Any]:
+def iter_index_keys(value: Any, parts: tuple[str, ...], i: int) -> Iterator[Any]:
     """Index keys below `value`: arrays fan out, missing becomes None, leaf arrays expand."""
     n = len(parts)
     while i < n:
@@ -120,13 +120,16 @@ def _iter_index_keys(value: Any, parts: tuple[str, ...], i: int) -> Iterator[Any
         elif isinstance(value, list):
             part = parts[i]
             if is_index_component(part) and int(part) < len(value):
-                yield from _iter_index_keys(value[int(part)], parts, i + 1)
+                yield from iter_index_keys(value[int(part)], parts, i + 1)
+                for element in value:
+                    if isinstance(element, dict) and part in element:
+                        yield from iter_index_keys(element, parts, i)
                 return
             if not value:
                 yield None
                 return
             for element in value:
-                yield from _iter_index_keys(element, parts, i)
+                yield from iter_index_keys(element, parts, i)
             return
         else:
             yield None
@@ -148,7 +151,7 @@ def index_key_values(doc: Any, path: str) -> list[Any]:
     """
     keys: list[Any] = []
     seen: set[Any] = set()
-    for key in _iter_index_keys(doc, tuple(path.split(".")), 0):
+    for key in iter_index_keys(doc, tuple(path.split(".")), 0):
         marker = sort_key(key)
         if marker not in seen:
             seen.add(marker)

@@ -704,6 +704,29 @@ def _clause_bounds(value: Any) -> tuple[list[FieldBounds], list[FieldBounds]]:
     return equalities, ranges
 
 
+def _first_array(doc: Any, parts: tuple[str, ...]) -> tuple[tuple[str, ...], list[Any]] | None:
+    """The first array on a path through documents (its prefix and value), if any."""
+    node = doc
+    for j, part in enumerate(parts):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part, MISSING)
+        if isinstance(node, list):
+            if j + 1 < len(parts) and parts[j + 1].isdigit():
+                return None
+            return parts[: j + 1], node
+    return None
+
+
+def _replace_at(node: Any, parts: tuple[str, ...], value: Any) -> Any:
+    """A shallow copy of `node` with the value at a document-only path replaced."""
+    if not parts:
+        return value
+    copy = dict(node)
+    copy[parts[0]] = _replace_at(node[parts[0]], parts[1:], value)
+    return copy
+
+
 # ---------------------------------------------------------------------------
 # Public API.
 # ---------------------------------------------------------------------------
@@ -747,6 +770,23 @@ class Matcher:
         for path, bounds in ranges.items():
             result.setdefault(path, bounds)
         return result
+
+    def positional_index(self, doc: dict[str, Any]) -> int | None:
+        """The array index a positional `$` update refers to: the first element that matches.
+
+        For each top-level-ANDed clause whose path runs through an array, the clause is
+        re-tested with the array narrowed to one element at a time.
+        """
+        for path, value in _anded_clauses(self._filter):
+            found = _first_array(doc, tuple(path.split(".")))
+            if found is None:
+                continue
+            prefix, array = found
+            clause = _field_clause(path, value)
+            for index, element in enumerate(array):
+                if clause(_replace_at(doc, prefix, [element])):
+                    return index
+        return None
 
     def is_id_equality(self) -> Any:
         """The `_id` value when the filter pins `_id` to one scalar by equality, else MISSING."""
