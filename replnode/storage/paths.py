@@ -83,7 +83,9 @@ def iter_candidates(
         yield from value
 
 
-def _iter_array(array: list[Any], parts: tuple[str, ...], i: int, expand_leaf: bool) -> Iterator[Any]:
+def _iter_array(
+    array: list[Any], parts: tuple[str, ...], i: int, expand_leaf: bool
+) -> Iterator[Any]:
     """Candidates below an array reached in the middle of a path (see `iter_candidates`)."""
     part = parts[i]
     if is_index_component(part):
@@ -102,7 +104,7 @@ def _iter_array(array: list[Any], parts: tuple[str, ...], i: int, expand_leaf: b
 
 
 def get_values_for_match(doc: Any, path: str) -> list[Any]:
-    """Every value the matcher compares at `path` (arrays expanded and kept whole); absent omitted."""
+    """Every value the matcher compares at `path` (arrays expanded and whole); absent omitted."""
     parts = tuple(path.split("."))
     return [v for v in iter_candidates(doc, parts, 0, True) if v is not MISSING]
 

@@ -35,7 +35,7 @@ def _slice_fn(arg: Any) -> ValueFn:
         def take(value: Any) -> Any:
             if not isinstance(value, list):
                 return value
-            return value[:count] if count >= 0 else value[max(len(value) + count, 0):]
+            return value[:count] if count >= 0 else value[max(len(value) + count, 0) :]
 
         return take
     if not isinstance(arg, list):
@@ -52,7 +52,7 @@ def _slice_fn(arg: Any) -> ValueFn:
         if not isinstance(value, list):
             return value
         start = skip if skip >= 0 else max(len(value) + skip, 0)
-        return value[start: start + limit]
+        return value[start : start + limit]
 
     return window
 
@@ -107,7 +107,7 @@ class _Spec:
             if not isinstance(child, dict):
                 raise CommandError(
                     "Location31250",
-                    f"Path collision at {path} remaining portion {'.'.join(parts[i + 1:])}",
+                    f"Path collision at {path} remaining portion {'.'.join(parts[i + 1 :])}",
                 )
             node = child
         if parts[-1] in node:
@@ -135,7 +135,9 @@ def _parse_operator(spec: _Spec, path: str, value: dict[str, Any]) -> None:
         spec.add(path, _slice_fn(arg))
     elif name == "$elemMatch":
         if "." in path:
-            raise CommandError("Location31255", "Cannot use $elemMatch projection on a nested field.")
+            raise CommandError(
+                "Location31255", "Cannot use $elemMatch projection on a nested field."
+            )
         spec.add(path, _elem_match_fn(arg))
         spec.has_elem_match = True
     elif name == "$meta":
@@ -153,7 +155,8 @@ def _parse_into(spec: _Spec, fields: dict[str, Any], prefix: str) -> None:
             if not value:
                 raise CommandError(
                     "Location51270",
-                    f"An empty sub-projection is not a valid value. Found empty object at path {path}",
+                    "An empty sub-projection is not a valid value. "
+                    f"Found empty object at path {path}",
                 )
             if next(iter(value)).startswith("$"):
                 _parse_operator(spec, path, value)
@@ -163,8 +166,10 @@ def _parse_into(spec: _Spec, fields: dict[str, Any], prefix: str) -> None:
         if isinstance(value, bool) or is_number(value):
             include = bool(value) if isinstance(value, bool) else number_value(value) != 0
         else:
-            raise _bad(f"Unsupported projection value for '{path}': only 0/1/true/false, "
-                       "$slice and $elemMatch are supported")
+            raise _bad(
+                f"Unsupported projection value for '{path}': only 0/1/true/false, "
+                "$slice and $elemMatch are supported"
+            )
         spec.set_mode(path, _INCLUDE if include else _EXCLUDE)
         if path == "_id":
             spec.id_included = include
@@ -232,7 +237,9 @@ class Projection:
         if parsed.mode is None and parsed.has_elem_match:
             parsed.mode = _INCLUDE
         self._inclusion = parsed.mode == _INCLUDE or (
-            parsed.mode is None and "_id" in (spec or {}) and parsed.id_included
+            parsed.mode is None
+            and "_id" in (spec or {})
+            and parsed.id_included
             and not any(callable(v) for v in parsed.tree.values())
         )
         if self._inclusion and parsed.id_included and "_id" not in parsed.tree:

@@ -45,13 +45,32 @@ _NUMBER_TYPES = (int, float, Int64)
 _REGEX_FLAG_CHARS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
 _UNSUPPORTED_TOP = ("$where", "$expr", "$text", "$jsonSchema", "$sampleRate")
 _UNSUPPORTED_FIELD = (
-    "$near", "$nearSphere", "$geoWithin", "$geoIntersects", "$within", "$maxDistance",
-    "$minDistance", "$center", "$centerSphere", "$box", "$polygon", "$geometry",
-    "$bitsAllSet", "$bitsAllClear", "$bitsAnySet", "$bitsAnyClear", "$text", "$where",
-    "$jsonSchema", "$expr",
+    "$near",
+    "$nearSphere",
+    "$geoWithin",
+    "$geoIntersects",
+    "$within",
+    "$maxDistance",
+    "$minDistance",
+    "$center",
+    "$centerSphere",
+    "$box",
+    "$polygon",
+    "$geometry",
+    "$bitsAllSet",
+    "$bitsAllClear",
+    "$bitsAnySet",
+    "$bitsAnyClear",
+    "$text",
+    "$where",
+    "$jsonSchema",
+    "$expr",
 )
 _CMP_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "$lt": operator.lt, "$lte": operator.le, "$gt": operator.gt, "$gte": operator.ge,
+    "$lt": operator.lt,
+    "$lte": operator.le,
+    "$gt": operator.gt,
+    "$gte": operator.ge,
 }
 
 
@@ -63,8 +82,12 @@ def _bad(message: str) -> CommandError:
 def is_number(value: Any) -> bool:
     """True for BSON numbers (int, long, double, decimal) but not booleans."""
     t = type(value)
-    return t is int or t is float or t is Int64 or t is Decimal128 or (
-        isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (
+        t is int
+        or t is float
+        or t is Int64
+        or t is Decimal128
+        or (isinstance(value, (int, float)) and not isinstance(value, bool))
     )
 
 
@@ -188,13 +211,13 @@ def compile_regex(pattern: str, options: str) -> re.Pattern[str]:
         elif ch != "u":
             raise CommandError("Location51108", f"invalid flag in regex options: {ch}")
     if "\x00" in pattern:
-        raise CommandError("Location51109", "Regular expression cannot contain an embedded null byte")
+        raise CommandError(
+            "Location51109", "Regular expression cannot contain an embedded null byte"
+        )
     try:
         return re.compile(pattern, flags)
     except (re.error, OverflowError, RecursionError) as exc:
-        raise CommandError(
-            "Location51091", f"Regular expression is invalid: {exc}"
-        ) from exc
+        raise CommandError("Location51091", f"Regular expression is invalid: {exc}") from exc
 
 
 def regex_parts(value: Any) -> tuple[str, str]:

@@ -112,7 +112,9 @@ def parse_sort(spec: dict[str, Any]) -> list[tuple[tuple[str, ...], bool]]:
                 "BadValue", f"FieldPath field names may not start with '$'. Given: {name}"
             )
         if "" in name.split("."):
-            raise CommandError("BadValue", f"FieldPath field names may not be empty strings: {name}")
+            raise CommandError(
+                "BadValue", f"FieldPath field names may not be empty strings: {name}"
+            )
         fields.append((tuple(name.split(".")), _direction(value)))
     return fields
 

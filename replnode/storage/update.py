@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import bson
-from bson import Decimal128, Int64, Regex, Timestamp
+from bson import Decimal128, Int64, Timestamp
 from bson.decimal128 import create_decimal128_context
 
 from replnode.errors import CommandError
@@ -42,12 +42,35 @@ from replnode.storage.values import (
 )
 
 OPERATORS = (
-    "$set", "$unset", "$inc", "$mul", "$min", "$max", "$rename", "$push", "$pull",
-    "$pullAll", "$addToSet", "$pop", "$currentDate", "$setOnInsert", "$bit",
+    "$set",
+    "$unset",
+    "$inc",
+    "$mul",
+    "$min",
+    "$max",
+    "$rename",
+    "$push",
+    "$pull",
+    "$pullAll",
+    "$addToSet",
+    "$pop",
+    "$currentDate",
+    "$setOnInsert",
+    "$bit",
 )
 _CREATING_OPS = frozenset(
-    ("$set", "$inc", "$mul", "$min", "$max", "$push", "$addToSet", "$currentDate",
-     "$setOnInsert", "$bit")
+    (
+        "$set",
+        "$inc",
+        "$mul",
+        "$min",
+        "$max",
+        "$push",
+        "$addToSet",
+        "$currentDate",
+        "$setOnInsert",
+        "$bit",
+    )
 )
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -245,8 +268,11 @@ def _check_path(path: Any, op: str) -> tuple[str, ...]:
             continue
         if part == "$" or (part.startswith("$[") and part.endswith("]")):
             if i == 0:
-                kind = "positional (i.e. '$')" if part == "$" else \
-                    "array filter identifier (i.e. '$[<id>]')"
+                kind = (
+                    "positional (i.e. '$')"
+                    if part == "$"
+                    else "array filter identifier (i.e. '$[<id>]')"
+                )
                 raise _bad(f"Cannot have {kind} element in the first position in path '{path}'")
             positional += part == "$"
             continue
@@ -301,7 +327,8 @@ def _parse_push_sort(spec: Any) -> Callable[[Any], Any]:
     """The `$sort` modifier of `$push`: 1/-1 for whole elements, or a field pattern."""
     if not isinstance(spec, dict):
         ascending = _sort_direction(
-            spec, "The $sort is invalid: use 1/-1 to sort the whole element, "
+            spec,
+            "The $sort is invalid: use 1/-1 to sort the whole element, "
             "or {field:1/-1} to sort embedded fields",
         )
         if ascending:
@@ -530,7 +557,8 @@ def _parse_array_filters(array_filters: Any) -> dict[str, Matcher]:
             )
         if name in filters:
             raise CommandError(
-                "FailedToParse", f"Found multiple array filters with the same top-level field name {name}"
+                "FailedToParse",
+                f"Found multiple array filters with the same top-level field name {name}",
             )
         filters[name] = Matcher(spec)
     return filters
@@ -728,7 +756,7 @@ def _op_push(node: Any, key: str, action: _Action, ctx: _Context) -> None:
     if spec.sort is not None:
         result.sort(key=spec.sort)
     if spec.slice is not None:
-        result = result[: spec.slice] if spec.slice >= 0 else result[len(result) + spec.slice:]
+        result = result[: spec.slice] if spec.slice >= 0 else result[len(result) + spec.slice :]
     if current is None or not identical(current, result):
         _put(node, key, result)
 
@@ -786,10 +814,20 @@ def _op_bit(node: Any, key: str, action: _Action, ctx: _Context) -> None:
 
 
 _OP_FUNCS: dict[str, Callable[[Any, str, _Action, _Context], None]] = {
-    "$set": _op_set, "$setOnInsert": _op_set, "$unset": _op_unset, "$inc": _op_arith,
-    "$mul": _op_arith, "$min": _op_min_max, "$max": _op_min_max,
-    "$currentDate": _op_current_date, "$push": _op_push, "$addToSet": _op_add_to_set,
-    "$pop": _op_pop, "$pull": _op_pull, "$pullAll": _op_pull, "$bit": _op_bit,
+    "$set": _op_set,
+    "$setOnInsert": _op_set,
+    "$unset": _op_unset,
+    "$inc": _op_arith,
+    "$mul": _op_arith,
+    "$min": _op_min_max,
+    "$max": _op_min_max,
+    "$currentDate": _op_current_date,
+    "$push": _op_push,
+    "$addToSet": _op_add_to_set,
+    "$pop": _op_pop,
+    "$pull": _op_pull,
+    "$pullAll": _op_pull,
+    "$bit": _op_bit,
 }
 
 
@@ -839,7 +877,7 @@ def _expand(root: dict[str, Any], parts: tuple[str, ...], ctx: _Context) -> list
     for i, part in enumerate(parts):
         if not part.startswith("$"):
             continue
-        prefix, rest = parts[:i], parts[i + 1:]
+        prefix, rest = parts[:i], parts[i + 1 :]
         if part == "$":
             if ctx.positional is None:
                 raise _bad("The positional operator did not find the match needed from the query.")
@@ -851,7 +889,9 @@ def _expand(root: dict[str, Any], parts: tuple[str, ...], ctx: _Context) -> list
                 "array updates."
             )
         if not isinstance(array, list):
-            raise _bad(f"Cannot apply array updates to non-array element {prefix[-1]}: {fmt(array)}")
+            raise _bad(
+                f"Cannot apply array updates to non-array element {prefix[-1]}: {fmt(array)}"
+            )
         identifier = part[2:-1]
         matcher = ctx.filters.get(identifier) if identifier else None
         paths: list[tuple[str, ...]] = []
@@ -908,7 +948,9 @@ class CompiledUpdate:
         if isinstance(update, list):
             raise CommandError("CommandNotSupported", "pipeline-style updates are not supported")
         if not isinstance(update, dict):
-            raise CommandError("FailedToParse", "Update argument must be either an object or an array")
+            raise CommandError(
+                "FailedToParse", "Update argument must be either an object or an array"
+            )
         self.replacement: dict[str, Any] | None = None
         self.actions: list[_Action] = []
         self.filters = _parse_array_filters(array_filters)
@@ -939,7 +981,11 @@ class CompiledUpdate:
                 )
 
     def apply(
-        self, doc: dict[str, Any], *, now: datetime.datetime, is_upsert_insert: bool = False,
+        self,
+        doc: dict[str, Any],
+        *,
+        now: datetime.datetime,
+        is_upsert_insert: bool = False,
         query: dict[str, Any] | Matcher | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """(new document, changed); `doc` itself is returned untouched when nothing changes."""
@@ -977,7 +1023,9 @@ def _check_id_unchanged(old: dict[str, Any], new: dict[str, Any]) -> None:
 def _replace(doc: dict[str, Any], replacement: dict[str, Any]) -> dict[str, Any]:
     """A replacement document keeping the original `_id` (which it may not change)."""
     if "_id" not in doc:
-        return _id_first(copy_value(replacement)) if "_id" in replacement else copy_value(replacement)
+        return (
+            _id_first(copy_value(replacement)) if "_id" in replacement else copy_value(replacement)
+        )
     if "_id" in replacement and compare(replacement["_id"], doc["_id"]) != 0:
         raise CommandError(
             "ImmutableField",
@@ -991,12 +1039,16 @@ def _replace(doc: dict[str, Any], replacement: dict[str, Any]) -> dict[str, Any]
     return new
 
 
-def compile_update(update: Any, array_filters: list[dict[str, Any]] | None = None) -> CompiledUpdate:
+def compile_update(
+    update: Any, array_filters: list[dict[str, Any]] | None = None
+) -> CompiledUpdate:
     """Validate and parse an update once, for applying to many documents."""
     return CompiledUpdate(update, array_filters)
 
 
-def validate_update(update: dict[str, Any], array_filters: list[dict[str, Any]] | None = None) -> None:
+def validate_update(
+    update: dict[str, Any], array_filters: list[dict[str, Any]] | None = None
+) -> None:
     """Raise the CommandError MongoDB would for a malformed update (nothing is applied)."""
     CompiledUpdate(update, array_filters)
 
@@ -1010,8 +1062,12 @@ def is_replacement(update: dict[str, Any]) -> bool:
 
 
 def apply_update(
-    doc: dict[str, Any], update: dict[str, Any], *, now: datetime.datetime,
-    is_upsert_insert: bool = False, array_filters: list[dict[str, Any]] | None = None,
+    doc: dict[str, Any],
+    update: dict[str, Any],
+    *,
+    now: datetime.datetime,
+    is_upsert_insert: bool = False,
+    array_filters: list[dict[str, Any]] | None = None,
     query: dict[str, Any] | Matcher | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Apply an update to `doc`, returning (new document, changed); `doc` is never modified.
@@ -1057,10 +1113,13 @@ def upsert_seed(filter: dict[str, Any] | None) -> dict[str, Any]:  # noqa: A002 
             shorter = min(len(parts), len(other))
             if parts[:shorter] == other[:shorter]:
                 message = (
-                    f"path '{path}' is matched twice" if parts == other
+                    f"path '{path}' is matched twice"
+                    if parts == other
                     else f"both paths '{path}' and '{'.'.join(other)}' are matched"
                 )
-                raise CommandError("NotSingleValueField", f"cannot infer query fields to set, {message}")
+                raise CommandError(
+                    "NotSingleValueField", f"cannot infer query fields to set, {message}"
+                )
         seen.append(parts)
         node = seed
         for part in parts[:-1]:

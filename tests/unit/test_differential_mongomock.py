@@ -7,11 +7,9 @@ mongomock is known to differ from MongoDB are kept out of the generators, each w
 from __future__ import annotations
 
 import datetime
-import math
 from typing import Any
 
 import mongomock
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,9 +22,7 @@ from replnode.storage.values import sort_key
 NOW = datetime.datetime(2024, 1, 2, 3, 4, 5)
 FIELDS = ["a", "b", "c"]
 PATHS = ["a", "b", "c", "a.b", "a.c", "b.a", "a.b.c"]
-SETTINGS = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --- value and document generators -----------------------------------------------------
 
@@ -79,24 +75,32 @@ def _field_op() -> st.SearchStrategy[dict[str, Any]]:
     return st.one_of(
         st.builds(lambda v: {"$eq": v}, eq_scalars),
         st.builds(lambda v: {"$ne": v}, eq_scalars),
-        st.builds(lambda op, v: {op: v}, st.sampled_from(["$gt", "$gte", "$lt", "$lte"]),
-                  cmp_scalars),
+        st.builds(
+            lambda op, v: {op: v}, st.sampled_from(["$gt", "$gte", "$lt", "$lte"]), cmp_scalars
+        ),
         st.builds(lambda v: {"$in": v}, st.lists(eq_scalars, max_size=3)),
         st.builds(lambda v: {"$nin": v}, st.lists(eq_scalars, max_size=3)),
         st.builds(lambda v: {"$exists": v}, st.booleans()),
-        st.builds(lambda v: {"$type": v},
-                  st.sampled_from(["string", "int", "double", "bool", "object", "array",
-                                   "null", "number"])),
+        st.builds(
+            lambda v: {"$type": v},
+            st.sampled_from(
+                ["string", "int", "double", "bool", "object", "array", "null", "number"]
+            ),
+        ),
         # No $size: mongomock applies len() to any value ({$size: 0} matches {}, {$size: 1}
         # matches a scalar), where MongoDB's $size matches arrays only (unit-tested).
         st.builds(lambda d, r: {"$mod": [d, r]}, st.integers(1, 3), st.integers(0, 2)),
         st.builds(lambda v: {"$regex": v}, st.sampled_from(["^a", "b$", "a"])),
         st.builds(lambda v: {"$all": v}, st.lists(eq_scalars, min_size=1, max_size=2)),
-        st.builds(lambda op, v: {"$elemMatch": {op: v}},
-                  st.sampled_from(["$gt", "$lt", "$gte"]), st.integers(-2, 2)),
+        st.builds(
+            lambda op, v: {"$elemMatch": {op: v}},
+            st.sampled_from(["$gt", "$lt", "$gte"]),
+            st.integers(-2, 2),
+        ),
         st.builds(lambda f, v: {"$elemMatch": {f: v}}, st.sampled_from(FIELDS), eq_scalars),
-        st.builds(lambda op, v: {"$not": {op: v}}, st.sampled_from(["$gt", "$lt"]),
-                  st.integers(-2, 2)),
+        st.builds(
+            lambda op, v: {"$not": {op: v}}, st.sampled_from(["$gt", "$lt"]), st.integers(-2, 2)
+        ),
     )
 
 
@@ -108,9 +112,13 @@ def field_clauses(draw: st.DrawFn) -> dict[str, Any]:
         # Implicit equality with a scalar, an array or a small document. The document is
         # never empty: mongomock reads {a: {}} as "no operators" and matches everything,
         # where MongoDB compares with the empty document.
-        value = draw(st.one_of(eq_scalars, st.lists(eq_scalars, max_size=2),
-                               st.dictionaries(st.sampled_from(FIELDS), eq_scalars,
-                                               min_size=1, max_size=2)))
+        value = draw(
+            st.one_of(
+                eq_scalars,
+                st.lists(eq_scalars, max_size=2),
+                st.dictionaries(st.sampled_from(FIELDS), eq_scalars, min_size=1, max_size=2),
+            )
+        )
         return {path: value}
     return {path: draw(_field_op())}
 
@@ -123,8 +131,11 @@ def _filters(depth: int) -> st.SearchStrategy[dict[str, Any]]:
     return st.one_of(
         base,
         st.builds(lambda a, b: {**a, **b}, base, base),
-        st.builds(lambda op, subs: {op: subs}, st.sampled_from(["$and", "$or", "$nor"]),
-                  st.lists(inner, min_size=1, max_size=3)),
+        st.builds(
+            lambda op, subs: {op: subs},
+            st.sampled_from(["$and", "$or", "$nor"]),
+            st.lists(inner, min_size=1, max_size=3),
+        ),
     )
 
 
@@ -205,8 +216,11 @@ def _update_arg(op: str) -> st.SearchStrategy[Any]:
         plain = st.one_of(scalars, st.lists(scalars, max_size=2))
         each = st.fixed_dictionaries(
             {"$each": st.lists(st.one_of(ints, strings), max_size=3)},
-            optional={"$slice": st.integers(-3, 3), "$position": st.integers(-2, 3),
-                      "$sort": st.sampled_from([1, -1])},
+            optional={
+                "$slice": st.integers(-3, 3),
+                "$position": st.integers(-2, 3),
+                "$sort": st.sampled_from([1, -1]),
+            },
         )
         return st.one_of(plain, each)
     if op == "$addToSet":
@@ -214,8 +228,11 @@ def _update_arg(op: str) -> st.SearchStrategy[Any]:
         each = st.lists(scalars, max_size=3, unique=True)
         return st.one_of(scalars, st.builds(lambda v: {"$each": v}, each))
     if op == "$pull":
-        return st.one_of(eq_scalars, st.builds(lambda v: {"$gt": v}, ints),
-                         st.builds(lambda f, v: {f: v}, st.sampled_from(FIELDS), eq_scalars))
+        return st.one_of(
+            eq_scalars,
+            st.builds(lambda v: {"$gt": v}, ints),
+            st.builds(lambda f, v: {f: v}, st.sampled_from(FIELDS), eq_scalars),
+        )
     if op == "$pullAll":
         return st.lists(eq_scalars, max_size=3)
     if op == "$pop":
@@ -223,8 +240,19 @@ def _update_arg(op: str) -> st.SearchStrategy[Any]:
     raise AssertionError(op)
 
 
-UPDATE_OPS = ["$set", "$unset", "$inc", "$mul", "$min", "$max", "$push", "$addToSet", "$pull",
-              "$pullAll", "$pop"]
+UPDATE_OPS = [
+    "$set",
+    "$unset",
+    "$inc",
+    "$mul",
+    "$min",
+    "$max",
+    "$push",
+    "$addToSet",
+    "$pull",
+    "$pullAll",
+    "$pop",
+]
 
 
 @st.composite
@@ -310,8 +338,7 @@ def test_update_matches_mongomock(docs: list[dict[str, Any]], update: dict[str, 
         except mongomock.OperationFailure as exc:
             assert isinstance(ours, CommandError), (update, doc, exc)
             continue
-        except (NotImplementedError, TypeError, ValueError, KeyError, IndexError,
-                AttributeError):
+        except (NotImplementedError, TypeError, ValueError, KeyError, IndexError, AttributeError):
             # mongomock crashes instead of reporting many type errors (and has no $mul on
             # some paths): nothing to compare against.
             continue

@@ -32,13 +32,27 @@ def test_ascending_and_descending_numbers():
 
 def test_cross_type_order():
     docs = [
-        {"_id": "max", "a": MaxKey()}, {"_id": "date", "a": datetime.datetime(2020, 1, 1)},
-        {"_id": "bool", "a": False}, {"_id": "oid", "a": ObjectId("0" * 24)},
-        {"_id": "obj", "a": {"x": 1}}, {"_id": "str", "a": "s"}, {"_id": "num", "a": 1},
-        {"_id": "null", "a": None}, {"_id": "min", "a": MinKey()},
+        {"_id": "max", "a": MaxKey()},
+        {"_id": "date", "a": datetime.datetime(2020, 1, 1)},
+        {"_id": "bool", "a": False},
+        {"_id": "oid", "a": ObjectId("0" * 24)},
+        {"_id": "obj", "a": {"x": 1}},
+        {"_id": "str", "a": "s"},
+        {"_id": "num", "a": 1},
+        {"_id": "null", "a": None},
+        {"_id": "min", "a": MinKey()},
     ]
     assert order(docs, {"a": 1}) == [
-        "min", "null", "num", "str", "obj", "oid", "bool", "date", "max"]
+        "min",
+        "null",
+        "num",
+        "str",
+        "obj",
+        "oid",
+        "bool",
+        "date",
+        "max",
+    ]
 
 
 def test_missing_equals_null_and_stability():
@@ -71,7 +85,8 @@ def test_invalid_directions(bad):
         compile_sort({"a": bad})
     assert info.value.code_name == "BadValue"
     assert info.value.errmsg == (
-        "$sort key ordering must be 1 (for ascending) or -1 (for descending)")
+        "$sort key ordering must be 1 (for ascending) or -1 (for descending)"
+    )
 
 
 def test_float_directions_and_bad_fields():

@@ -63,7 +63,11 @@ def test_set_array_index_pads_with_null():
 
 def test_new_fields_are_created_in_field_name_order():
     assert list(new_doc({"_id": 1}, {"$set": {"z": 1, "b": 1}, "$inc": {"a": 1}})) == [
-        "_id", "a", "b", "z"]
+        "_id",
+        "a",
+        "b",
+        "z",
+    ]
 
 
 def test_set_path_not_viable():
@@ -116,8 +120,10 @@ def test_mul():
 def test_arithmetic_errors():
     e = fails({"$inc": {"a": 1}}, {"_id": 1, "a": "x"})
     assert e.code_name == "TypeMismatch"
-    assert e.errmsg == ("Cannot apply $inc to a value of non-numeric type. {_id: 1} has the "
-                        "field 'a' of non-numeric type string")
+    assert e.errmsg == (
+        "Cannot apply $inc to a value of non-numeric type. {_id: 1} has the "
+        "field 'a' of non-numeric type string"
+    )
     assert fails({"$inc": {"a": "1"}}).code_name == "TypeMismatch"
     assert fails({"$mul": {"a": None}}).code_name == "TypeMismatch"
     assert fails({"$mul": {"a": 2}}, {"_id": 1, "a": [1]}).code_name == "TypeMismatch"
@@ -170,8 +176,9 @@ def test_push_modifiers():
     assert new_doc(doc, {"$push": {"a": {"$each": [3], "$slice": -2}}}) == {"a": [5, 3]}
     assert new_doc(doc, {"$push": {"a": {"$each": [], "$slice": 0}}}) == {"a": []}
     people = {"p": [{"n": "b", "s": 2}, {"n": "a", "s": 9}]}
-    sorted_people = new_doc(people, {"$push": {"p": {"$each": [{"n": "c", "s": 5}],
-                                                     "$sort": {"s": -1}, "$slice": 2}}})
+    sorted_people = new_doc(
+        people, {"$push": {"p": {"$each": [{"n": "c", "s": 5}], "$sort": {"s": -1}, "$slice": 2}}}
+    )
     assert [x["n"] for x in sorted_people["p"]] == ["a", "c"]
 
 
@@ -223,8 +230,9 @@ def test_pull_all():
 
 
 def test_current_date():
-    doc = new_doc({}, {"$currentDate": {"d": True, "t": {"$type": "timestamp"},
-                                        "e": {"$type": "date"}}})
+    doc = new_doc(
+        {}, {"$currentDate": {"d": True, "t": {"$type": "timestamp"}, "e": {"$type": "date"}}}
+    )
     assert doc["d"] == datetime.datetime(2024, 5, 6, 7, 8, 9, 123000)
     assert doc["e"] == doc["d"]
     assert isinstance(doc["t"], Timestamp)
@@ -253,11 +261,13 @@ def test_array_filters_and_all_positional():
     scores = new_doc({"s": [1, 9, 3]}, {"$set": {"s.$[v]": 0}}, array_filters=[{"v": {"$gt": 2}}])
     assert scores == {"s": [1, 0, 0]}
     assert fails({"$set": {"a.$[q].x": 1}}, doc).code_name == "BadValue"
-    assert fails({"$set": {"a.$[].x": 1}}, doc,
-                 array_filters=[{"z": 1}]).code_name == "FailedToParse"
+    assert (
+        fails({"$set": {"a.$[].x": 1}}, doc, array_filters=[{"z": 1}]).code_name == "FailedToParse"
+    )
     assert fails({"$set": {"b.$[].x": 1}}, doc).code_name == "BadValue"
     assert fails({"$set": {"a.$[e]": 1}}, doc, array_filters=[{"e": 1, "f": 2}]).code_name == (
-        "FailedToParse")
+        "FailedToParse"
+    )
 
 
 def test_positional_operator_uses_query():
@@ -282,9 +292,11 @@ def test_validation_errors():
     assert e.code_name == "ConflictingUpdateOperators"
     assert e.errmsg == "Updating the path 'a.b' would create a conflict at 'a'"
     assert fails({"$set": {"a.b": 1}, "$unset": {"a": 1}}).errmsg == (
-        "Updating the path 'a' would create a conflict at 'a'")
+        "Updating the path 'a' would create a conflict at 'a'"
+    )
     assert fails({"$set": {"a": 1}, "$rename": {"b": "a"}}).code_name == (
-        "ConflictingUpdateOperators")
+        "ConflictingUpdateOperators"
+    )
     assert fails({"$set": {"": 1}}).code_name == "EmptyFieldName"
     assert fails({"$set": {"a..b": 1}}).code_name == "EmptyFieldName"
     assert fails({"$set": {"a.$x": 1}}).code_name == "DollarPrefixedFieldName"
