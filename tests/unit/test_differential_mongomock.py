@@ -22,7 +22,14 @@ from replnode.storage.values import sort_key
 NOW = datetime.datetime(2024, 1, 2, 3, 4, 5)
 FIELDS = ["a", "b", "c"]
 PATHS = ["a", "b", "c", "a.b", "a.c", "b.a", "a.b.c"]
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized: the examples are the same on every run, so a rare mongomock quirk cannot make
+# CI flaky (the generators were explored with far more random examples while writing them).
+SETTINGS = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 # --- value and document generators -----------------------------------------------------
 
