@@ -1149,6 +1149,8 @@ def effect_for_oplog(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]
     """
     sets = {k: v for k, v in new.items() if k not in old or not identical(old[k], v)}
     unsets = {k: True for k in old if k not in new}
+    if any("." in k or k.startswith("$") for k in (*sets, *unsets)):
+        return copy_value(new)  # type: ignore[no-any-return]  # keys a $set would misread
     kept = [k for k in old if k not in unsets]
     order = kept + [k for k in sets if k not in old]
     if order != list(new):
@@ -1202,10 +1204,14 @@ def _effect_unset(writer: _Writer, path: Any) -> None:
 
 
 def apply_effect(doc: dict[str, Any], o: dict[str, Any]) -> dict[str, Any]:
-    """Apply an oplog update record (replacement or $set/$unset); never raises."""
+    """Apply an oplog update record (replacement or $set/$unset); never raises.
+
+    A record whose keys are all `$set`/`$unset` is a diff (keys may be dotted paths);
+    anything else is a replacement document.
+    """
     if not isinstance(o, dict):
         return doc
-    if not any(isinstance(k, str) and k.startswith("$") for k in o):
+    if not o or not all(k in ("$set", "$unset") for k in o):
         new = {k: copy_value(v) for k, v in o.items()}
         if isinstance(doc, dict) and "_id" in doc:
             if "_id" in new:

@@ -402,3 +402,13 @@ def test_apply_effect_is_forgiving():
 def test_nan_and_negative_zero_are_changes():
     assert up({"a": 0.0}, {"$set": {"a": -0.0}})[1] is True
     assert up({"a": math.nan}, {"$set": {"a": math.nan}})[1] is False
+
+
+def test_effect_with_dotted_or_dollar_field_names_is_a_replacement():
+    old = {"_id": 1, "a": []}
+    new = {"_id": 1, "a.b": None}
+    effect = effect_for_oplog(old, new)
+    assert effect == new
+    assert apply_effect(old, effect) == new
+    dollar = {"_id": 1, "$x": 1}
+    assert apply_effect(old, effect_for_oplog(old, dollar)) == dollar
