@@ -79,6 +79,11 @@ CODES: dict[str, int] = {
     "Location51108": 51108,
     "Location51109": 51109,
     "Location51270": 51270,
+    "InvalidLength": 16,
+    "CannotIndexParallelArrays": 171,
+    "InvalidIndexSpecificationOption": 197,
+    "NotImplemented": 238,
+    "Location51024": 51024,
 }
 
 

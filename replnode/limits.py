@@ -22,6 +22,14 @@ cursor_batch_bytes_max = 16 * MIB
 cursor_idle_timeout_ms = 10 * 60 * 1000
 # Open cursors per node: each holds a snapshot list of matching ids in memory.
 cursors_open_max = 10_000
+# Database names must be shorter than this many bytes (MongoDB: "fewer than 64 characters").
+db_name_bytes_max = 64
+# A full "db.collection" namespace may not exceed this many bytes (MongoDB >= 4.4).
+namespace_bytes_max = 255
+# Indexes per collection, `_id_` included (MongoDB's limit); each costs a copy of its keys.
+indexes_per_collection_max = 64
+# Fields in one compound index key pattern (MongoDB's limit).
+index_key_fields_max = 32
 # Nesting depth of a document (BSON's own limit is 100 levels for storage).
 document_depth_max = 100
 
