@@ -78,8 +78,9 @@ _VERBOSITIES = ("queryPlanner", "executionStats", "allPlansExecution")
 class OpSink(Protocol):
     """Where a write records its oplog entries; the replication layer stamps ts/t/wall."""
 
-    def log(self, op: str, ns: str, o: dict[str, Any],
-            o2: dict[str, Any] | None = None) -> None: ...
+    def log(
+        self, op: str, ns: str, o: dict[str, Any], o2: dict[str, Any] | None = None
+    ) -> None: ...
 
 
 class ObjectIdFactory:
@@ -92,8 +93,7 @@ class ObjectIdFactory:
     def next(self, now_ms: int) -> ObjectId:
         self._counter = (self._counter + 1) & 0xFFFFFF
         secs = (max(now_ms, 0) // 1000) & 0xFFFFFFFF
-        return ObjectId(secs.to_bytes(4, "big") + self._process +
-                        self._counter.to_bytes(3, "big"))
+        return ObjectId(secs.to_bytes(4, "big") + self._process + self._counter.to_bytes(3, "big"))
 
 
 def _process_bytes(seed: int | None) -> bytes:
@@ -128,14 +128,23 @@ class Counters:
 
     def query_executor(self) -> dict[str, Any]:
         """serverStatus `metrics.queryExecutor`."""
-        return {"scanned": self.keys_examined, "scannedObjects": self.docs_examined,
-                "collectionScans": {"total": self.collection_scans,
-                                    "nonTailable": self.collection_scans}}
+        return {
+            "scanned": self.keys_examined,
+            "scannedObjects": self.docs_examined,
+            "collectionScans": {
+                "total": self.collection_scans,
+                "nonTailable": self.collection_scans,
+            },
+        }
 
     def document(self) -> dict[str, int]:
         """serverStatus `metrics.document`."""
-        return {"deleted": self.deleted, "inserted": self.inserted,
-                "returned": self.returned, "updated": self.updated}
+        return {
+            "deleted": self.deleted,
+            "inserted": self.inserted,
+            "returned": self.returned,
+            "updated": self.updated,
+        }
 
 
 @dataclass
@@ -169,8 +178,10 @@ def type_name(value: Any) -> str:
 
 
 def _wrong_type(path: str, value: Any, expected: str) -> CommandError:
-    return CommandError("TypeMismatch", f"BSON field '{path}' is the wrong type "
-                                        f"'{type_name(value)}', expected type '{expected}'")
+    return CommandError(
+        "TypeMismatch",
+        f"BSON field '{path}' is the wrong type '{type_name(value)}', expected type '{expected}'",
+    )
 
 
 def _missing(path: str) -> CommandError:
@@ -181,8 +192,9 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _get_doc(cmd: dict[str, Any], cmd_name: str, key: str, *, required: bool = False,
-             nullable: bool = True) -> dict[str, Any] | None:
+def _get_doc(
+    cmd: dict[str, Any], cmd_name: str, key: str, *, required: bool = False, nullable: bool = True
+) -> dict[str, Any] | None:
     value = cmd.get(key)
     if value is None and not (required and key not in cmd):
         if key in cmd and not nullable:
@@ -215,8 +227,9 @@ def _get_bool(cmd: dict[str, Any], cmd_name: str, key: str, default: bool) -> bo
     raise _wrong_type(f"{cmd_name}.{key}", value, "bool")
 
 
-def _get_int(cmd: dict[str, Any], cmd_name: str, key: str, *,
-             minimum: int | None = None) -> int | None:
+def _get_int(
+    cmd: dict[str, Any], cmd_name: str, key: str, *, minimum: int | None = None
+) -> int | None:
     """An integral number (int, long, or a whole double), checked against `minimum`."""
     value = cmd.get(key)
     if value is None:
@@ -227,8 +240,10 @@ def _get_int(cmd: dict[str, Any], cmd_name: str, key: str, *,
         raise _wrong_type(f"{cmd_name}.{key}", value, "long")
     number = int(value)
     if minimum is not None and number < minimum:
-        raise CommandError("Location51024", f"BSON field '{key}' value must be >= {minimum}, "
-                                            f"actual value '{number}'")
+        raise CommandError(
+            "Location51024",
+            f"BSON field '{key}' value must be >= {minimum}, actual value '{number}'",
+        )
     return number
 
 
@@ -236,8 +251,9 @@ def _target(cmd: dict[str, Any], db: str, *, user: bool = False) -> tuple[str, s
     """(collection name, namespace) from the command's first field."""
     name = next(iter(cmd.values()))
     if not isinstance(name, str):
-        raise CommandError("InvalidNamespace",
-                           f"collection name has invalid type {type_name(name)}")
+        raise CommandError(
+            "InvalidNamespace", f"collection name has invalid type {type_name(name)}"
+        )
     validate_db_name(db)
     validate_collection_name(db, name, user=user)
     return name, f"{db}.{name}"
@@ -252,9 +268,12 @@ def _batch_size_of(cmd: dict[str, Any], cmd_name: str) -> int | None:
 
 def _check_batch_len(count: int) -> None:
     if not 1 <= count <= limits.write_batch_docs_max:
-        raise CommandError("InvalidLength", f"Write batch sizes must be between 1 and "
-                                            f"{limits.write_batch_docs_max}. Got {count} "
-                                            f"operations.")
+        raise CommandError(
+            "InvalidLength",
+            f"Write batch sizes must be between 1 and "
+            f"{limits.write_batch_docs_max}. Got {count} "
+            f"operations.",
+        )
 
 
 # =====================================================================================
@@ -272,8 +291,9 @@ def _writable(ctx: DataContext, db: str, coll: str) -> OpSink:
     return ctx.sink
 
 
-def _log(ctx: DataContext, db: str, op: str, ns: str, o: dict[str, Any],
-         o2: dict[str, Any] | None = None) -> None:
+def _log(
+    ctx: DataContext, db: str, op: str, ns: str, o: dict[str, Any], o2: dict[str, Any] | None = None
+) -> None:
     """Record one change in the oplog, unless it is in `local` (never replicated)."""
     if db != "local" and ctx.sink is not None:
         ctx.sink.log(op, ns, o, o2)
@@ -319,16 +339,19 @@ def _check_id_value(doc: dict[str, Any]) -> None:
 def _check_size(doc: dict[str, Any], what: str = "object to insert too large") -> None:
     size = len(codec.pack(doc))
     if size > limits.document_bytes_max:
-        raise CommandError("BSONObjectTooLarge", f"{what}. size in bytes: {size}, max size: "
-                                                 f"{limits.document_bytes_max}")
+        raise CommandError(
+            "BSONObjectTooLarge",
+            f"{what}. size in bytes: {size}, max size: {limits.document_bytes_max}",
+        )
 
 
 def _prepare_insert(ctx: DataContext, raw: dict[str, Any]) -> dict[str, Any]:
     """The document to store: validated, `_id` first (generated when absent)."""
     for key in raw:
         if isinstance(key, str) and key.startswith("$"):
-            raise CommandError("DollarPrefixedFieldName",
-                               f"Document can't have $ prefixed field names: {key}")
+            raise CommandError(
+                "DollarPrefixedFieldName", f"Document can't have $ prefixed field names: {key}"
+            )
     _check_id_value(raw)
     doc = with_id_first(raw, ctx.new_object_id)
     _check_size(doc)
@@ -358,7 +381,7 @@ def cmd_insert(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
             doc = _prepare_insert(ctx, raw)
             if coll is None:
                 coll = _ensure_collection(ctx, db, name)
-            stored = coll.insert(doc)
+            stored = coll.insert(doc, copy=False)
         except CommandError as exc:
             errors.append(_write_error(i, exc))
             if ordered:
@@ -401,15 +424,19 @@ def _parse_update_statement(raw: Any, i: int) -> _UpdateStatement:
     if "u" not in raw:
         raise _missing("update.updates.u")
     if not isinstance(raw["u"], (dict, list)):
-        raise CommandError("FailedToParse", "Update argument must be either an object or an "
-                                            "array")
+        raise CommandError("FailedToParse", "Update argument must be either an object or an array")
     filters = raw.get("arrayFilters")
     if filters is not None and not isinstance(filters, list):
         raise _wrong_type("update.updates.arrayFilters", filters, "array")
     if raw.get("collation") is not None:
         raise CommandError("NotImplemented", "replnode does not support collations")
-    return _UpdateStatement(raw["q"], raw["u"], _get_bool(raw, "update.updates", "multi", False),
-                            _get_bool(raw, "update.updates", "upsert", False), filters)
+    return _UpdateStatement(
+        raw["q"],
+        raw["u"],
+        _get_bool(raw, "update.updates", "multi", False),
+        _get_bool(raw, "update.updates", "upsert", False),
+        filters,
+    )
 
 
 def cmd_update(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
@@ -441,8 +468,9 @@ def cmd_update(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
     return _write_reply(tally_n, errors, **extra)
 
 
-def _query(ctx: DataContext, coll: Collection, matcher: MatcherLike, *,
-           first_only: bool) -> list[dict[str, Any]]:
+def _query(
+    ctx: DataContext, coll: Collection, matcher: MatcherLike, *, first_only: bool
+) -> list[dict[str, Any]]:
     """Matching documents of the current data (writes never read through an overlay)."""
     stats = ScanStats()
     found = coll.iter_find(matcher, stats=stats)
@@ -451,13 +479,15 @@ def _query(ctx: DataContext, coll: Collection, matcher: MatcherLike, *,
     return docs
 
 
-def _run_update(ctx: DataContext, db: str, name: str, st: _UpdateStatement,
-                tally: _UpdateTally) -> None:
+def _run_update(
+    ctx: DataContext, db: str, name: str, st: _UpdateStatement, tally: _UpdateTally
+) -> None:
     matcher = compile_filter(st.q)
     compiled = compile_update(st.u, st.array_filters)
     if st.multi and compiled.replacement is not None:
-        raise CommandError("FailedToParse", "multi update is not supported for "
-                                            "replacement-style update")
+        raise CommandError(
+            "FailedToParse", "multi update is not supported for replacement-style update"
+        )
     coll = ctx.store.collection(f"{db}.{name}")
     targets = [] if coll is None else _query(ctx, coll, matcher, first_only=not st.multi)
     if not targets:
@@ -475,27 +505,34 @@ def _run_update(ctx: DataContext, db: str, name: str, st: _UpdateStatement,
         tally.n += 1
 
 
-def _store_update(ctx: DataContext, db: str, coll: Collection, old: dict[str, Any],
-                  new: dict[str, Any]) -> None:
+def _store_update(
+    ctx: DataContext, db: str, coll: Collection, old: dict[str, Any], new: dict[str, Any]
+) -> None:
     """Replace `old` by `new` and log the change's idempotent effect."""
-    _check_size(new, "Resulting document after update is larger than "
-                     f"{limits.document_bytes_max}")
+    _check_size(new, f"Resulting document after update is larger than {limits.document_bytes_max}")
     coll.replace(sort_key(old["_id"]), new)
     _log(ctx, db, "u", coll.ns, effect_for_oplog(old, new), {"_id": old["_id"]})
     ctx.counters.updated += 1
 
 
-def _upsert(ctx: DataContext, db: str, name: str, matcher: Matcher, query: dict[str, Any],
-            compiled: CompiledUpdate) -> Any:
+def _upsert(
+    ctx: DataContext,
+    db: str,
+    name: str,
+    matcher: Matcher,
+    query: dict[str, Any],
+    compiled: CompiledUpdate,
+) -> Any:
     """Insert the upsert document; returns its `_id`."""
     seed = upsert_seed(query)
-    new, _ = compiled.apply(seed, now=ms_to_datetime(ctx.now_ms), is_upsert_insert=True,
-                            query=matcher)
+    new, _ = compiled.apply(
+        seed, now=ms_to_datetime(ctx.now_ms), is_upsert_insert=True, query=matcher
+    )
     _check_id_value(new)
     doc = with_id_first(new, ctx.new_object_id)
     _check_size(doc)
     coll = _ensure_collection(ctx, db, name)
-    stored = coll.insert(doc)
+    stored = coll.insert(doc, copy=False)
     _log(ctx, db, "i", coll.ns, stored)
     ctx.counters.inserted += 1
     return stored["_id"]
@@ -519,8 +556,10 @@ def _parse_delete_statement(raw: Any, i: int) -> tuple[dict[str, Any], int]:
     if not isinstance(limit, (int, float)) or isinstance(limit, bool):
         raise _wrong_type("delete.deletes.limit", limit, "int")
     if limit not in (0, 1):
-        raise CommandError("FailedToParse", f"The limit field in delete objects must be 0 or 1. "
-                                            f"Got {render_value(limit)}")
+        raise CommandError(
+            "FailedToParse",
+            f"The limit field in delete objects must be 0 or 1. Got {render_value(limit)}",
+        )
     if raw.get("collation") is not None:
         raise CommandError("NotImplemented", "replnode does not support collations")
     return raw["q"], int(limit)
@@ -590,11 +629,13 @@ def _parse_find_and_modify(cmd: dict[str, Any], cmd_name: str) -> _FamArgs:
         if args.update is not None:
             raise CommandError("FailedToParse", "Cannot specify both an update and remove=true")
         if args.upsert:
-            raise CommandError("FailedToParse", "Cannot specify both upsert=true and "
-                                                "remove=true")
+            raise CommandError("FailedToParse", "Cannot specify both upsert=true and remove=true")
         if args.new:
-            raise CommandError("FailedToParse", "Cannot specify both new=true and remove=true; "
-                                                "'remove' always returns the deleted document")
+            raise CommandError(
+                "FailedToParse",
+                "Cannot specify both new=true and remove=true; "
+                "'remove' always returns the deleted document",
+            )
     elif args.update is None:
         raise CommandError("FailedToParse", "Either an update or remove=true must be specified")
     return args
@@ -628,13 +669,19 @@ def cmd_find_and_modify(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply
     if not args.upsert:
         return _fam_reply({"n": 0, "updatedExisting": False}, None)
     doc_id = _upsert(ctx, db, name, matcher, args.query, compiled)
-    stored = ctx.store.collection(ns).get_by_id(doc_id)  # type: ignore[union-attr]
-    value = projection.apply(stored) if args.new and stored is not None else None
-    return _fam_reply({"n": 1, "updatedExisting": False, "upserted": doc_id}, value)
+    created = ctx.store.collection(ns)
+    stored = created.get_by_id(doc_id) if created is not None else None
+    shown = projection.apply(stored) if args.new and stored is not None else None
+    return _fam_reply({"n": 1, "updatedExisting": False, "upserted": doc_id}, shown)
 
 
-def _fam_remove(ctx: DataContext, db: str, coll: Collection | None,
-                target: dict[str, Any] | None, projection: Projection) -> Reply:
+def _fam_remove(
+    ctx: DataContext,
+    db: str,
+    coll: Collection | None,
+    target: dict[str, Any] | None,
+    projection: Projection,
+) -> Reply:
     if coll is None or target is None:
         return _fam_reply({"n": 0}, None)
     coll.delete(sort_key(target["_id"]))
@@ -690,15 +737,16 @@ def _select(docs: Iterator[dict[str, Any]], args: _FindArgs) -> list[dict[str, A
     end = args.skip + args.limit if args.limit else None
     if args.sort_fn is not None:
         if end is not None:
-            return heapq.nsmallest(end, docs, key=args.sort_fn)[args.skip:]
-        return sorted(docs, key=args.sort_fn)[args.skip:]
+            return heapq.nsmallest(end, docs, key=args.sort_fn)[args.skip :]
+        return sorted(docs, key=args.sort_fn)[args.skip :]
     if args.natural == -1:
-        return list(reversed(list(docs)))[args.skip:end]
+        return list(reversed(list(docs)))[args.skip : end]
     return list(itertools.islice(docs, args.skip, end))
 
 
-def _find_docs(ctx: DataContext, ns: str, matcher: Matcher, args: _FindArgs,
-               stats: ScanStats) -> list[dict[str, Any]]:
+def _find_docs(
+    ctx: DataContext, ns: str, matcher: Matcher, args: _FindArgs, stats: ScanStats
+) -> list[dict[str, Any]]:
     """The result documents of a find, before projection."""
     if ns == OPLOG_NS:
         return _oplog_docs(ctx, matcher, args)
@@ -719,9 +767,9 @@ def cmd_find(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
     docs = _find_docs(ctx, ns, matcher, args, stats)
     ctx.counters.record(stats)
     transform = None if args.projection.is_identity else args.projection.apply
-    batch, cursor_id = ctx.cursors.first_batch(ns, docs, args.batch_size, ctx.now_ms,
-                                               transform=transform,
-                                               single_batch=args.single_batch)
+    batch, cursor_id = ctx.cursors.first_batch(
+        ns, docs, args.batch_size, ctx.now_ms, transform=transform, single_batch=args.single_batch
+    )
     ctx.counters.returned += len(batch)
     return {"cursor": {"firstBatch": batch, "id": Int64(cursor_id), "ns": ns}, "ok": 1.0}
 
@@ -764,8 +812,16 @@ def _oplog_docs(ctx: DataContext, matcher: Matcher, args: _FindArgs) -> list[dic
             if matcher.matches(doc):
                 yield doc
 
-    forward = _FindArgs(args.filter, args.projection, args.sort_fn, None, args.skip,
-                        args.limit, args.batch_size, args.single_batch)
+    forward = _FindArgs(
+        args.filter,
+        args.projection,
+        args.sort_fn,
+        None,
+        args.skip,
+        args.limit,
+        args.batch_size,
+        args.single_batch,
+    )
     return _select(matching(), forward)
 
 
@@ -781,6 +837,7 @@ def cmd_get_more(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
         raise _wrong_type("getMore.collection", coll, "string")
     batch_size = _get_int(cmd, "getMore", "batchSize", minimum=0)
     ns = f"{db}.{coll}"
+    assert isinstance(cursor_id, int)
     batch, next_id = ctx.cursors.get_more(int(cursor_id), ns, batch_size, ctx.now_ms)
     ctx.counters.returned += len(batch)
     return {"cursor": {"nextBatch": batch, "id": Int64(next_id), "ns": ns}, "ok": 1.0}
@@ -788,15 +845,23 @@ def cmd_get_more(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
 
 def cmd_kill_cursors(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
     """`{killCursors: coll, cursors: [ids]}`."""
-    _target(cmd, db)
+    name = cmd["killCursors"]
+    if not isinstance(name, str):  # cursor namespaces may be "$cmd.listIndexes.<coll>"
+        raise CommandError(
+            "InvalidNamespace", f"collection name has invalid type {type_name(name)}"
+        )
     ids = _get_array(cmd, "killCursors", "cursors")
     for i, cursor_id in enumerate(ids):
         if not _is_int(cursor_id):
             raise _wrong_type(f"killCursors.cursors.{i}", cursor_id, "long")
     killed, not_found = ctx.cursors.kill(int(c) for c in ids)
-    return {"cursorsKilled": [Int64(c) for c in killed],
-            "cursorsNotFound": [Int64(c) for c in not_found],
-            "cursorsAlive": [], "cursorsUnknown": [], "ok": 1.0}
+    return {
+        "cursorsKilled": [Int64(c) for c in killed],
+        "cursorsNotFound": [Int64(c) for c in not_found],
+        "cursorsAlive": [],
+        "cursorsUnknown": [],
+        "ok": 1.0,
+    }
 
 
 # =====================================================================================
@@ -858,8 +923,9 @@ def cmd_distinct(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
     if coll is None:
         return {"values": [], "ok": 1.0}
     stats = ScanStats()
-    values = _distinct_values(coll.iter_find(matcher, overlay=_overlay_for(ctx, ns),
-                                             stats=stats), key)
+    values = _distinct_values(
+        coll.iter_find(matcher, overlay=_overlay_for(ctx, ns), stats=stats), key
+    )
     ctx.counters.record(stats)
     if len(codec.pack(values)) > limits.document_bytes_max:
         raise CommandError("BSONObjectTooLarge", "distinct too big, 16mb cap")
@@ -870,14 +936,27 @@ def cmd_distinct(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
 # create / drop / dropDatabase
 # =====================================================================================
 
-_UNSUPPORTED_CREATE = ("validator", "validationLevel", "validationAction", "viewOn", "pipeline",
-                       "timeseries", "clusteredIndex", "collation", "expireAfterSeconds",
-                       "changeStreamPreAndPostImages", "encryptedFields")
+_UNSUPPORTED_CREATE = (
+    "validator",
+    "validationLevel",
+    "validationAction",
+    "viewOn",
+    "pipeline",
+    "timeseries",
+    "clusteredIndex",
+    "collation",
+    "expireAfterSeconds",
+    "changeStreamPreAndPostImages",
+    "encryptedFields",
+)
 
 
 def _number(value: Any, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            (isinstance(value, float) and not math.isfinite(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise _wrong_type(path, value, "long")
     return int(value)
 
@@ -886,14 +965,14 @@ def _create_options(cmd: dict[str, Any]) -> dict[str, Any]:
     """The options a `create` stores (capped, size, max); unsupported ones are refused."""
     for key in _UNSUPPORTED_CREATE:
         if cmd.get(key) is not None:
-            raise CommandError("InvalidOptions", f"replnode does not support the '{key}' option "
-                                                 f"of create")
+            raise CommandError(
+                "InvalidOptions", f"replnode does not support the '{key}' option of create"
+            )
     capped = _get_bool(cmd, "create", "capped", False)
     if not capped:
         return {}
     if cmd.get("size") is None:
-        raise CommandError("InvalidOptions", "the 'size' field is required when 'capped' is "
-                                             "true")
+        raise CommandError("InvalidOptions", "the 'size' field is required when 'capped' is true")
     size = _number(cmd["size"], "create.size")
     if size <= 0:
         raise CommandError("BadValue", "size has to be a positive number")
@@ -941,8 +1020,9 @@ def cmd_drop_database(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
     if ctx.sink is None:
         raise NotPrimaryError(None)
     if db == "local":
-        raise CommandError("IllegalOperation", "Cannot drop 'local' database while replication "
-                                               "is active")
+        raise CommandError(
+            "IllegalOperation", "Cannot drop 'local' database while replication is active"
+        )
     if db not in ctx.store.database_names():
         return {"ok": 1.0}
     for name in ctx.store.collection_names(db):
@@ -957,17 +1037,30 @@ def cmd_drop_database(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
 # =====================================================================================
 
 _INDEX_FIELDS = ("key", "name", "unique", "sparse", "v", "background", "ns")
-_UNSUPPORTED_INDEX = ("partialFilterExpression", "expireAfterSeconds", "collation", "weights",
-                      "default_language", "language_override", "textIndexVersion",
-                      "2dsphereIndexVersion", "bits", "min", "max", "wildcardProjection",
-                      "storageEngine", "hidden", "bucketSize", "prepareUnique",
-                      "columnstoreProjection")
+_UNSUPPORTED_INDEX = (
+    "partialFilterExpression",
+    "expireAfterSeconds",
+    "collation",
+    "weights",
+    "default_language",
+    "language_override",
+    "textIndexVersion",
+    "2dsphereIndexVersion",
+    "bits",
+    "min",
+    "max",
+    "wildcardProjection",
+    "storageEngine",
+    "hidden",
+    "bucketSize",
+    "prepareUnique",
+    "columnstoreProjection",
+)
 _INDEX_PLUGINS = ("text", "hashed", "2d", "2dsphere", "geoHaystack", "wildcard", "columnstore")
 
 
 def _spec_error(raw: dict[str, Any], why: str, code: str = "FailedToParse") -> CommandError:
-    return CommandError(code, f"Error in specification {render_value(raw)} :: caused by :: "
-                              f"{why}")
+    return CommandError(code, f"Error in specification {render_value(raw)} :: caused by :: {why}")
 
 
 def _parse_index_key(raw: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -975,24 +1068,36 @@ def _parse_index_key(raw: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     if not isinstance(key, dict) or not key:
         raise _spec_error(raw, "Index keys cannot be empty.", "CannotCreateIndex")
     if len(key) > limits.index_key_fields_max:
-        raise CommandError("CannotCreateIndex", f"Index key pattern has more than "
-                                                f"{limits.index_key_fields_max} fields")
+        raise CommandError(
+            "CannotCreateIndex",
+            f"Index key pattern has more than {limits.index_key_fields_max} fields",
+        )
     for field_name, direction in key.items():
         if not field_name or "" in field_name.split("."):
             raise _spec_error(raw, "Index keys cannot be an empty field.", "CannotCreateIndex")
         if field_name.startswith("$"):
-            raise _spec_error(raw, "Index key contains an illegal field name: field name starts "
-                                   "with '$'.", "CannotCreateIndex")
+            raise _spec_error(
+                raw,
+                "Index key contains an illegal field name: field name starts with '$'.",
+                "CannotCreateIndex",
+            )
         if isinstance(direction, str):
-            why = (f"replnode does not support '{direction}' indexes"
-                   if direction in _INDEX_PLUGINS else f"Unknown index plugin '{direction}'")
+            why = (
+                f"replnode does not support '{direction}' indexes"
+                if direction in _INDEX_PLUGINS
+                else f"Unknown index plugin '{direction}'"
+            )
             raise CommandError("CannotCreateIndex", why)
         if isinstance(direction, bool) or not isinstance(direction, (int, float, Int64)):
-            raise _spec_error(raw, "Values in the index key pattern can only be numbers or "
-                                   "strings", "CannotCreateIndex")
+            raise _spec_error(
+                raw,
+                "Values in the index key pattern can only be numbers or strings",
+                "CannotCreateIndex",
+            )
         if direction == 0 or (isinstance(direction, float) and math.isnan(direction)):
-            raise _spec_error(raw, "Values in v:2 index key pattern cannot be 0.",
-                              "CannotCreateIndex")
+            raise _spec_error(
+                raw, "Values in v:2 index key pattern cannot be 0.", "CannotCreateIndex"
+            )
     return tuple(key.items())
 
 
@@ -1002,26 +1107,30 @@ def _parse_index_spec(raw: Any, i: int) -> IndexSpec:
         raise _wrong_type(f"createIndexes.indexes.{i}", raw, "object")
     for name in raw:
         if name in _UNSUPPORTED_INDEX:
-            raise CommandError("CannotCreateIndex", f"replnode does not support the index "
-                                                    f"option '{name}'")
+            raise CommandError(
+                "CannotCreateIndex", f"replnode does not support the index option '{name}'"
+            )
         if name not in _INDEX_FIELDS:
-            raise CommandError("InvalidIndexSpecificationOption",
-                               f"The field '{name}' is not valid for an index specification. "
-                               f"Specification: {render_value(raw)}")
+            raise CommandError(
+                "InvalidIndexSpecificationOption",
+                f"The field '{name}' is not valid for an index specification. "
+                f"Specification: {render_value(raw)}",
+            )
     if "key" not in raw:
-        raise _spec_error(raw, "The 'key' field is a required property of an index "
-                               "specification")
+        raise _spec_error(raw, "The 'key' field is a required property of an index specification")
     if "name" not in raw:
-        raise _spec_error(raw, "The 'name' field is a required property of an index "
-                               "specification")
+        raise _spec_error(raw, "The 'name' field is a required property of an index specification")
     if not isinstance(raw["name"], str) or not raw["name"]:
-        raise _spec_error(raw, "The 'name' field must be a non-empty string",
-                          "TypeMismatch")
+        raise _spec_error(raw, "The 'name' field must be a non-empty string", "TypeMismatch")
     if raw["name"] == "*":
         raise _spec_error(raw, "The index name '*' is not valid.", "BadValue")
     key = _parse_index_key(raw)
-    return IndexSpec(raw["name"], key, unique=_get_bool(raw, "createIndexes", "unique", False),
-                     sparse=_get_bool(raw, "createIndexes", "sparse", False))
+    return IndexSpec(
+        raw["name"],
+        key,
+        unique=_get_bool(raw, "createIndexes", "unique", False),
+        sparse=_get_bool(raw, "createIndexes", "sparse", False),
+    )
 
 
 def _is_id_spec(spec: IndexSpec) -> bool:
@@ -1040,34 +1149,43 @@ def _conflict(spec: IndexSpec, existing: list[IndexSpec]) -> bool:
                 "are not specified, they are auto generated and can cause conflicts. Please "
                 f"refer to our documentation. Requested index: "
                 f"{render_value(spec.to_document())}, existing index: "
-                f"{render_value(other.to_document())}")
+                f"{render_value(other.to_document())}",
+            )
         if other.same_key(spec):
             if other.same_options(spec) or (other.name == ID_INDEX_NAME and not spec.sparse):
-                raise CommandError("IndexOptionsConflict", f"Index already exists with a "
-                                                           f"different name: {other.name}")
+                raise CommandError(
+                    "IndexOptionsConflict",
+                    f"Index already exists with a different name: {other.name}",
+                )
             raise CommandError(
                 "IndexOptionsConflict",
                 "An equivalent index already exists with a different name and options. "
                 f"Requested index: {render_value(spec.to_document())}, existing index: "
-                f"{render_value(other.to_document())}")
+                f"{render_value(other.to_document())}",
+            )
     return False
 
 
 def _new_index_specs(coll: Collection | None, specs: list[IndexSpec]) -> list[IndexSpec]:
     """The specs still to build (identical existing ones skipped); raises on conflicts."""
-    existing = coll.index_specs() if coll is not None else [IndexSpec(ID_INDEX_NAME,
-                                                                      (("_id", 1),), True)]
+    existing = (
+        coll.index_specs() if coll is not None else [IndexSpec(ID_INDEX_NAME, (("_id", 1),), True)]
+    )
     todo: list[IndexSpec] = []
     for spec in specs:
         if spec.name == ID_INDEX_NAME and not _is_id_spec(spec):
-            raise CommandError("BadValue", f"The index name '_id_' is reserved for the _id "
-                                           f"index, which must have key pattern {{_id: 1}}, "
-                                           f"found key: {render_value(spec.key_document())}")
+            raise CommandError(
+                "BadValue",
+                f"The index name '_id_' is reserved for the _id "
+                f"index, which must have key pattern {{_id: 1}}, "
+                f"found key: {render_value(spec.key_document())}",
+            )
         if not _conflict(spec, existing + todo):
             todo.append(spec)
     if len(existing) + len(todo) > limits.indexes_per_collection_max:
-        raise CommandError("CannotCreateIndex", f"add index fails, too many indexes for "
-                                                f"{coll.ns if coll else ''}")
+        raise CommandError(
+            "CannotCreateIndex", f"add index fails, too many indexes for {coll.ns if coll else ''}"
+        )
     return todo
 
 
@@ -1086,9 +1204,13 @@ def cmd_create_indexes(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
     if not todo:
         if created:
             coll = _ensure_collection(ctx, db, name)
-        return {"numIndexesBefore": before, "numIndexesAfter": before,
-                "createdCollectionAutomatically": created, "note": "all indexes already exist",
-                "ok": 1.0}
+        return {
+            "numIndexesBefore": before,
+            "numIndexesAfter": before,
+            "createdCollectionAutomatically": created,
+            "note": "all indexes already exist",
+            "ok": 1.0,
+        }
     target = coll if coll is not None else ctx.store.create_collection(ns)
     built: list[IndexSpec] = []
     try:
@@ -1105,8 +1227,12 @@ def cmd_create_indexes(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
         _log(ctx, db, "c", f"{db}.$cmd", {"create": name})
     for spec in todo:
         _log(ctx, db, "c", f"{db}.$cmd", {"createIndexes": name, **spec.to_document()})
-    return {"numIndexesBefore": before, "numIndexesAfter": before + len(todo),
-            "createdCollectionAutomatically": created, "ok": 1.0}
+    return {
+        "numIndexesBefore": before,
+        "numIndexesAfter": before + len(todo),
+        "createdCollectionAutomatically": created,
+        "ok": 1.0,
+    }
 
 
 def _indexes_to_drop(coll: Collection, index: Any) -> list[str]:
@@ -1124,8 +1250,7 @@ def _indexes_to_drop(coll: Collection, index: Any) -> list[str]:
         for existing in coll.indexes():
             if existing.spec.same_key(probe):
                 return [existing.name]
-        raise CommandError("IndexNotFound", f"can't find index with key: "
-                                            f"{render_value(index)}")
+        raise CommandError("IndexNotFound", f"can't find index with key: {render_value(index)}")
     else:
         raise _wrong_type("dropIndexes.index", index, "string")
     for name in names:
@@ -1167,8 +1292,9 @@ def cmd_list_indexes(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
     return _cursor_reply(ctx, f"{db}.$cmd.listIndexes.{name}", coll.list_indexes(), batch_size)
 
 
-def _cursor_reply(ctx: DataContext, ns: str, docs: list[dict[str, Any]],
-                  batch_size: int | None) -> Reply:
+def _cursor_reply(
+    ctx: DataContext, ns: str, docs: list[dict[str, Any]], batch_size: int | None
+) -> Reply:
     batch, cursor_id = ctx.cursors.first_batch(ns, docs, batch_size, ctx.now_ms)
     return {"cursor": {"id": Int64(cursor_id), "ns": ns, "firstBatch": batch}, "ok": 1.0}
 
@@ -1179,16 +1305,27 @@ def _cursor_reply(ctx: DataContext, ns: str, docs: list[dict[str, Any]],
 
 
 def _collection_infos(ctx: DataContext, db: str) -> list[dict[str, Any]]:
-    infos = []
+    infos: list[dict[str, Any]] = []
     for coll in sorted(ctx.store.collections(db), key=lambda c: c.name):
-        infos.append({"name": coll.name, "type": "collection", "options": dict(coll.options),
-                      "info": {"readOnly": False},
-                      "idIndex": {"v": 2, "key": {"_id": 1}, "name": ID_INDEX_NAME}})
+        infos.append(
+            {
+                "name": coll.name,
+                "type": "collection",
+                "options": dict(coll.options),
+                "info": {"readOnly": False},
+                "idIndex": {"v": 2, "key": {"_id": 1}, "name": ID_INDEX_NAME},
+            }
+        )
     if db == "local" and ctx.oplog is not None:
-        infos.append({"name": "oplog.rs", "type": "collection",
-                      "options": {"capped": True, "size": ctx.oplog.size_bytes_max},
-                      "info": {"readOnly": False}})
-        infos.sort(key=lambda d: d["name"])
+        infos.append(
+            {
+                "name": "oplog.rs",
+                "type": "collection",
+                "options": {"capped": True, "size": ctx.oplog.size_bytes_max},
+                "info": {"readOnly": False},
+            }
+        )
+        infos.sort(key=lambda d: str(d["name"]))
     return infos
 
 
@@ -1214,8 +1351,9 @@ def _db_size(ctx: DataContext, db: str) -> int:
 def cmd_list_databases(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
     """`{listDatabases: 1, nameOnly, filter}` (admin only)."""
     if db != "admin":
-        raise CommandError("Unauthorized", "listDatabases may only be run against the admin "
-                                           "database.")
+        raise CommandError(
+            "Unauthorized", "listDatabases may only be run against the admin database."
+        )
     matcher = compile_filter(_get_doc(cmd, "listDatabases", "filter") or {})
     name_only = _get_bool(cmd, "listDatabases", "nameOnly", False)
     names = set(ctx.store.database_names())
@@ -1226,15 +1364,22 @@ def cmd_list_databases(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
     for name in sorted(names):
         size = _db_size(ctx, name)
         docs = sum(len(c) for c in ctx.store.collections(name))
-        entry = {"name": name, "sizeOnDisk": size,
-                 "empty": docs == 0 and not (name == "local" and size)}
+        entry = {
+            "name": name,
+            "sizeOnDisk": size,
+            "empty": docs == 0 and not (name == "local" and size),
+        }
         if matcher.matches(entry):
             entries.append({"name": name} if name_only else entry)
             total += size
     if name_only:
         return {"databases": entries, "ok": 1.0}
-    return {"databases": entries, "totalSize": total, "totalSizeMb": total // (1024 * 1024),
-            "ok": 1.0}
+    return {
+        "databases": entries,
+        "totalSize": total,
+        "totalSizeMb": total // (1024 * 1024),
+        "ok": 1.0,
+    }
 
 
 def _index_size(coll: Collection) -> dict[str, int]:
@@ -1252,11 +1397,20 @@ def cmd_db_stats(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
     objects = sum(len(c) for c in colls)
     data = sum(c.approx_size_bytes() for c in colls)
     index_size = sum(sum(_index_size(c).values()) for c in colls)
-    return {"db": db, "collections": len(colls), "views": 0, "objects": objects,
-            "avgObjSize": data / objects if objects else 0, "dataSize": data,
-            "storageSize": data, "indexes": sum(len(c.index_specs()) for c in colls),
-            "indexSize": index_size, "totalSize": data + index_size, "scaleFactor": 1,
-            "ok": 1.0}
+    return {
+        "db": db,
+        "collections": len(colls),
+        "views": 0,
+        "objects": objects,
+        "avgObjSize": data / objects if objects else 0,
+        "dataSize": data,
+        "storageSize": data,
+        "indexes": sum(len(c.index_specs()) for c in colls),
+        "indexSize": index_size,
+        "totalSize": data + index_size,
+        "scaleFactor": 1,
+        "ok": 1.0,
+    }
 
 
 def cmd_coll_stats(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
@@ -1267,11 +1421,18 @@ def cmd_coll_stats(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
         raise CommandError("NamespaceNotFound", f"Collection [{ns}] not found.")
     size = coll.approx_size_bytes()
     index_sizes = _index_size(coll)
-    return {"ns": ns, "count": len(coll), "size": size,
-            "avgObjSize": size // len(coll) if len(coll) else 0, "storageSize": size,
-            "nindexes": len(index_sizes), "indexSizes": index_sizes,
-            "totalIndexSize": sum(index_sizes.values()),
-            "capped": bool(coll.options.get("capped")), "ok": 1.0}
+    return {
+        "ns": ns,
+        "count": len(coll),
+        "size": size,
+        "avgObjSize": size // len(coll) if len(coll) else 0,
+        "storageSize": size,
+        "nindexes": len(index_sizes),
+        "indexSizes": index_sizes,
+        "totalIndexSize": sum(index_sizes.values()),
+        "capped": bool(coll.options.get("capped")),
+        "ok": 1.0,
+    }
 
 
 # =====================================================================================
@@ -1285,19 +1446,24 @@ def _plan_document(plan: Plan | None, filt: dict[str, Any], coll: Collection | N
     if plan.stage == "IDHACK":
         return {"stage": "IDHACK", "indexName": ID_INDEX_NAME, "keyPattern": {"_id": 1}}
     index = coll.index(plan.index_name or "") if coll is not None else None
-    return {"stage": "IXSCAN", "filter": filt, "keyPattern": plan.key_pattern,
-            "indexName": plan.index_name, "isMultiKey": plan.multikey,
-            "isUnique": bool(index.unique) if index is not None else True,
-            "isSparse": bool(index.sparse) if index is not None else False,
-            "direction": "forward", "indexBounds": plan.bounds_doc}
+    return {
+        "stage": "IXSCAN",
+        "filter": filt,
+        "keyPattern": plan.key_pattern,
+        "indexName": plan.index_name,
+        "isMultiKey": plan.multikey,
+        "isUnique": bool(index.unique) if index is not None else True,
+        "isSparse": bool(index.sparse) if index is not None else False,
+        "direction": "forward",
+        "indexBounds": plan.bounds_doc,
+    }
 
 
 def _explained_query(inner: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """(filter, limit) of an explainable command."""
     name = next(iter(inner))
     if name == "find":
-        return _get_doc(inner, "find", "filter") or {}, abs(_get_int(inner, "find", "limit")
-                                                            or 0)
+        return _get_doc(inner, "find", "filter") or {}, abs(_get_int(inner, "find", "limit") or 0)
     if name in ("count", "distinct"):
         return _get_doc(inner, name, "query") or {}, 0
     if name in ("findAndModify", "findandmodify"):
@@ -1318,18 +1484,27 @@ def cmd_explain(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
         raise _wrong_type("explain.explain", inner, "object")
     verbosity = cmd.get("verbosity", "allPlansExecution")
     if verbosity not in _VERBOSITIES:
-        raise CommandError("FailedToParse", f"verbosity string must be one of "
-                                            f"{{'queryPlanner', 'executionStats', "
-                                            f"'allPlansExecution'}}")
+        raise CommandError(
+            "FailedToParse",
+            "verbosity string must be one of "
+            "{'queryPlanner', 'executionStats', "
+            "'allPlansExecution'}",
+        )
     _, ns = _target(inner, db)
     filt, limit = _explained_query(inner)
     matcher = compile_filter(filt)
     coll = ctx.store.collection(ns)
     plan = coll.plan(matcher) if coll is not None else None
     winning = _plan_document(plan, filt, coll)
-    reply: Reply = {"queryPlanner": {"namespace": ns, "indexFilterSet": False,
-                                     "parsedQuery": filt, "winningPlan": winning,
-                                     "rejectedPlans": []}}
+    reply: Reply = {
+        "queryPlanner": {
+            "namespace": ns,
+            "indexFilterSet": False,
+            "parsedQuery": filt,
+            "winningPlan": winning,
+            "rejectedPlans": [],
+        }
+    }
     if verbosity != "queryPlanner":
         stats = ScanStats()
         returned = 0
@@ -1337,12 +1512,18 @@ def cmd_explain(ctx: DataContext, db: str, cmd: dict[str, Any]) -> Reply:
             found = coll.iter_find(matcher, overlay=_overlay_for(ctx, ns), stats=stats)
             returned = sum(1 for _ in itertools.islice(found, limit or None))
         reply["executionStats"] = {
-            "executionSuccess": True, "nReturned": returned, "executionTimeMillis": 0,
+            "executionSuccess": True,
+            "nReturned": returned,
+            "executionTimeMillis": 0,
             "totalKeysExamined": stats.keys_examined,
             "totalDocsExamined": stats.docs_examined,
-            "executionStages": {**winning, "nReturned": returned,
-                                "keysExamined": stats.keys_examined,
-                                "docsExamined": stats.docs_examined}}
+            "executionStages": {
+                **winning,
+                "nReturned": returned,
+                "keysExamined": stats.keys_examined,
+                "docsExamined": stats.docs_examined,
+            },
+        }
     reply["command"] = inner
     reply["ok"] = 1.0
     return reply
@@ -1391,5 +1572,12 @@ _HANDLERS: dict[str, Handler] = {
 
 DATA_COMMANDS: dict[str, Handler] = {name: _counted(name, h) for name, h in _HANDLERS.items()}
 
-__all__ = ["DATA_COMMANDS", "Counters", "DataContext", "ObjectIdFactory", "OpSink",
-           "split_ns", "type_name"]
+__all__ = [
+    "DATA_COMMANDS",
+    "Counters",
+    "DataContext",
+    "ObjectIdFactory",
+    "OpSink",
+    "split_ns",
+    "type_name",
+]

@@ -32,8 +32,9 @@ from replnode.storage.values import sort_key
 CREATE_OPTION_KEYS = ("capped", "size", "max")
 
 
-def apply_batch(store: Store, entries: Iterable[dict[str, Any]], *,
-                build_indexes: bool = True) -> None:
+def apply_batch(
+    store: Store, entries: Iterable[dict[str, Any]], *, build_indexes: bool = True
+) -> None:
     """Apply entries in order (see `apply_entry`)."""
     for entry in entries:
         apply_entry(store, entry, build_indexes=build_indexes)
@@ -44,30 +45,31 @@ def apply_entry(store: Store, entry: dict[str, Any], *, build_indexes: bool = Tr
     if not isinstance(entry, dict):
         raise InvariantViolation(f"oplog entry is not a document: {entry!r}")
     op, ns, o = entry.get("op"), entry.get("ns"), entry.get("o")
-    invariant(isinstance(ns, str), f"oplog entry without ns: {entry!r}")
-    invariant(isinstance(o, dict), f"oplog entry without o document: {entry!r}")
-    assert isinstance(ns, str) and isinstance(o, dict)
+    if not (isinstance(ns, str) and isinstance(o, dict)):
+        raise InvariantViolation(f"oplog entry without ns or o document: {entry!r}")
     if op == "n":
         return
     if op == "c":
         _apply_command(store, ns, o, build_indexes)
         return
-    invariant(op in ("i", "u", "d"), f"oplog entry with unknown op {op!r}")
-    invariant("." in ns and ns != OPLOG_NS, f"oplog entry writes to a bad namespace: {ns!r}")
+    # Messages are formatted only on failure: this runs once per replicated write.
+    if op not in ("i", "u", "d") or "." not in ns or ns == OPLOG_NS:
+        raise InvariantViolation(f"oplog entry with a bad op or namespace: {entry!r}")
+    if op == "u":
+        o2 = entry.get("o2")
+        if not (isinstance(o2, dict) and "_id" in o2):
+            raise InvariantViolation(f"update entry without o2._id: {entry!r}")
+        _apply_update(store.collection(ns), o2["_id"], o)
+        return
+    if "_id" not in o:
+        raise InvariantViolation(f"{op} entry without _id: {entry!r}")
     if op == "i":
-        invariant("_id" in o, f"insert entry without _id: {entry!r}")
         coll, _ = store.ensure_collection(ns, user=False)
         coll.insert(o, strict=False)
-    elif op == "u":
-        o2 = entry.get("o2")
-        invariant(isinstance(o2, dict) and "_id" in o2, f"update entry without o2._id: {entry!r}")
-        assert isinstance(o2, dict)
-        _apply_update(store.collection(ns), o2["_id"], o)
     else:
-        invariant("_id" in o, f"delete entry without _id: {entry!r}")
-        coll = store.collection(ns)
-        if coll is not None:
-            coll.delete(sort_key(o["_id"]))
+        target = store.collection(ns)
+        if target is not None:
+            target.delete(sort_key(o["_id"]))
 
 
 def _apply_update(coll: Collection | None, doc_id: Any, o: dict[str, Any]) -> None:
@@ -95,8 +97,10 @@ def _apply_command(store: Store, ns: str, o: dict[str, Any], build_indexes: bool
         store.drop_database(db)
         return
     coll_name = o[name]
-    invariant(isinstance(coll_name, str) and bool(coll_name),
-              f"command entry {name} without a collection name: {o!r}")
+    invariant(
+        isinstance(coll_name, str) and bool(coll_name),
+        f"command entry {name} without a collection name: {o!r}",
+    )
     target = f"{db}.{coll_name}"
     if name == "create":
         if store.collection(target) is None:
@@ -119,8 +123,12 @@ def index_spec_from_entry(o: dict[str, Any]) -> IndexSpec:
     assert isinstance(key, dict)
     name = o.get("name")
     invariant(isinstance(name, str) and bool(name), f"createIndexes entry without name: {o!r}")
-    return IndexSpec(str(name), tuple(key.items()), unique=bool(o.get("unique", False)),
-                     sparse=bool(o.get("sparse", False)))
+    return IndexSpec(
+        str(name),
+        tuple(key.items()),
+        unique=bool(o.get("unique", False)),
+        sparse=bool(o.get("sparse", False)),
+    )
 
 
 def _apply_create_index(store: Store, ns: str, o: dict[str, Any], build_indexes: bool) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from replnode import codec, limits
-from replnode.errors import CommandError, DuplicateKeyError, invariant
+from replnode.errors import CommandError, DuplicateKeyError, InvariantViolation, invariant
 from replnode.storage.indexes import (
     ID_INDEX_NAME,
     ID_INDEX_SPEC,
@@ -86,6 +86,10 @@ class ScanStats:
     returned: int = 0
 
 
+def _no_id() -> Any:
+    raise InvariantViolation("document without _id")
+
+
 def with_id_first(doc: dict[str, Any], new_id: Callable[[], Any]) -> dict[str, Any]:
     """A shallow copy of `doc` with `_id` first, generating one when absent."""
     if "_id" not in doc:
@@ -102,8 +106,9 @@ def with_id_first(doc: dict[str, Any], new_id: Callable[[], Any]) -> dict[str, A
 class Collection:
     """Documents keyed by `sort_key(_id)`, with indexes kept in step on every change."""
 
-    def __init__(self, ns: str, options: dict[str, Any] | None = None,
-                 observer: Observer | None = None) -> None:
+    def __init__(
+        self, ns: str, options: dict[str, Any] | None = None, observer: Observer | None = None
+    ) -> None:
         self.ns = ns
         self.name = ns.split(".", 1)[1]
         self.options: dict[str, Any] = dict(options or {})
@@ -163,8 +168,10 @@ class Collection:
 
     def create_index(self, spec: IndexSpec, *, strict: bool = True) -> Index:
         """Build an index over the current documents and attach it (all or nothing)."""
-        invariant(spec.name != ID_INDEX_NAME and spec.name not in self._indexes,
-                  f"index {spec.name} already exists on {self.ns}")
+        invariant(
+            spec.name != ID_INDEX_NAME and spec.name not in self._indexes,
+            f"index {spec.name} already exists on {self.ns}",
+        )
         index = Index(spec)
         for id_key, doc in self._docs.items():
             keys = index.keys_for(doc, strict)
@@ -179,30 +186,36 @@ class Collection:
     def drop_index(self, name: str) -> bool:
         return self._indexes.pop(name, None) is not None
 
-    def _duplicate(self, spec: IndexSpec, doc: dict[str, Any],
-                   key: IndexKey) -> DuplicateKeyError:
+    def _duplicate(self, spec: IndexSpec, doc: dict[str, Any], key: IndexKey) -> DuplicateKeyError:
         values = key_values_for(spec, doc, key)
-        return DuplicateKeyError(duplicate_key_message(self.ns, spec.name, values),
-                                 spec.key_document(), values)
+        return DuplicateKeyError(
+            duplicate_key_message(self.ns, spec.name, values), spec.key_document(), values
+        )
 
     # --- writing -------------------------------------------------------------------------
 
-    def insert(self, doc: dict[str, Any], *, strict: bool = True) -> dict[str, Any]:
+    def insert(
+        self, doc: dict[str, Any], *, strict: bool = True, copy: bool = True
+    ) -> dict[str, Any]:
         """Store a shallow copy of `doc` (which must have `_id`) and return it.
 
         Strict: a duplicate `_id` or unique key raises DuplicateKeyError. Relaxed: an
-        existing `_id` is replaced and unique keys are not checked.
+        existing `_id` is replaced and unique keys are not checked. `copy=False` is for
+        callers handing over a fresh dict of their own (the insert handler).
         """
-        invariant("_id" in doc, f"insert into {self.ns} without _id")
+        if "_id" not in doc:
+            raise InvariantViolation(f"insert into {self.ns} without _id")
         id_value = doc["_id"]
         id_key = sort_key(id_value)
-        new = with_id_first(doc, lambda: None)
+        new = with_id_first(doc, _no_id) if copy or next(iter(doc)) != "_id" else doc
         old = self._docs.get(id_key)
         if old is not None:
             if strict:
                 raise DuplicateKeyError(
                     duplicate_key_message(self.ns, ID_INDEX_NAME, {"_id": id_value}),
-                    {"_id": 1}, {"_id": id_value})
+                    {"_id": 1},
+                    {"_id": id_value},
+                )
             self.replace(id_key, new, strict=False)
             return new
         planned = []
@@ -221,15 +234,15 @@ class Collection:
             index.add(keys, id_key)
         return new
 
-    def replace(self, id_key: SortKey, new_doc: dict[str, Any], *,
-                strict: bool = True) -> dict[str, Any]:
+    def replace(
+        self, id_key: SortKey, new_doc: dict[str, Any], *, strict: bool = True
+    ) -> dict[str, Any]:
         """Store `new_doc` (same `_id`) in place of the current version; returns the old one."""
         old = self._docs.get(id_key)
-        invariant(old is not None, f"replace of a missing document in {self.ns}")
-        assert old is not None
-        invariant(sort_key(new_doc.get("_id")) == id_key, f"replace changed _id in {self.ns}")
+        if old is None or sort_key(new_doc.get("_id")) != id_key:
+            raise InvariantViolation(f"replace of a missing document or of _id in {self.ns}")
         if next(iter(new_doc)) != "_id":
-            new_doc = with_id_first(new_doc, lambda: None)
+            new_doc = with_id_first(new_doc, _no_id)
         changes = []
         for index in self._indexes.values():
             old_keys = index.keys_for(old, False)
@@ -267,9 +280,11 @@ class Collection:
         """Encoded size of `doc`; over the BSON limit raises BSONObjectTooLarge."""
         size = len(codec.pack(doc))
         if size > limits.document_bytes_max:
-            raise CommandError("BSONObjectTooLarge",
-                               f"object to insert too large. size in bytes: {size}, max size: "
-                               f"{limits.document_bytes_max}")
+            raise CommandError(
+                "BSONObjectTooLarge",
+                f"object to insert too large. size in bytes: {size}, max size: "
+                f"{limits.document_bytes_max}",
+            )
         return size
 
     # --- planning and scanning -----------------------------------------------------------
@@ -282,16 +297,23 @@ class Collection:
         bounds = matcher.index_bounds()
         if not bounds:
             return Plan("COLLSCAN")
-        best: tuple[tuple[int, ...], Plan] | None = None
+        best: tuple[tuple[int, ...], Index | IdIndex] | None = None
         candidates: list[Index | IdIndex] = [self._id_index, *self._indexes.values()]
         for position, index in enumerate(candidates):
-            found = _plan_for_index(index, bounds, position)
-            if found is not None and (best is None or found[0] > best[0]):
-                best = found
-        return best[1] if best is not None else Plan("COLLSCAN")
+            score = _score_index(index, bounds, position)
+            if score is not None and (best is None or score > best[0]):
+                best = (score, index)
+        if best is None:
+            return Plan("COLLSCAN")
+        return _build_plan(best[1], bounds)
 
-    def iter_find(self, matcher: MatcherLike, *, overlay: Overlay | None = None,
-                  stats: ScanStats | None = None) -> Iterator[dict[str, Any]]:
+    def iter_find(
+        self,
+        matcher: MatcherLike,
+        *,
+        overlay: Overlay | None = None,
+        stats: ScanStats | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """Matching documents, lazily; the store must not change while this is consumed."""
         plan = self.plan(matcher)
         stats = stats if stats is not None else ScanStats()
@@ -300,13 +322,19 @@ class Collection:
             return self._collscan(matcher, overlay, stats)
         return self._index_scan(plan, matcher, overlay, stats)
 
-    def find(self, matcher: MatcherLike, *, overlay: Overlay | None = None,
-             stats: ScanStats | None = None) -> list[dict[str, Any]]:
+    def find(
+        self,
+        matcher: MatcherLike,
+        *,
+        overlay: Overlay | None = None,
+        stats: ScanStats | None = None,
+    ) -> list[dict[str, Any]]:
         """Every matching document (a list, so the caller may write afterwards)."""
         return list(self.iter_find(matcher, overlay=overlay, stats=stats))
 
-    def _collscan(self, matcher: MatcherLike, overlay: Overlay | None,
-                  stats: ScanStats) -> Iterator[dict[str, Any]]:
+    def _collscan(
+        self, matcher: MatcherLike, overlay: Overlay | None, stats: ScanStats
+    ) -> Iterator[dict[str, Any]]:
         matches = matcher.matches
         examined = 0
         try:
@@ -333,8 +361,9 @@ class Collection:
         finally:
             stats.docs_examined += examined
 
-    def _index_scan(self, plan: Plan, matcher: MatcherLike, overlay: Overlay | None,
-                    stats: ScanStats) -> Iterator[dict[str, Any]]:
+    def _index_scan(
+        self, plan: Plan, matcher: MatcherLike, overlay: Overlay | None, stats: ScanStats
+    ) -> Iterator[dict[str, Any]]:
         docs, matches = self._docs, matcher.matches
         overlay = overlay or {}
         for id_key in _dedupe(self._candidate_ids(plan, stats)):
@@ -386,13 +415,19 @@ class Collection:
                     yield key
             return
         lower, lower_inc, upper, upper_inc = plan.range_bounds
-        for id_key in self._id_index.scan_range(self._docs.keys(), lower, lower_inc, upper,
-                                                upper_inc):
+        for id_key in self._id_index.scan_range(
+            self._docs.keys(), lower, lower_inc, upper, upper_inc
+        ):
             stats.keys_examined += 1
             yield id_key
 
-    def count(self, matcher: MatcherLike | None, *, overlay: Overlay | None = None,
-              stats: ScanStats | None = None) -> int:
+    def count(
+        self,
+        matcher: MatcherLike | None,
+        *,
+        overlay: Overlay | None = None,
+        stats: ScanStats | None = None,
+    ) -> int:
         """How many documents match; None matches all (O(1) without an overlay)."""
         if matcher is None:
             if not overlay:
@@ -436,49 +471,77 @@ def _equality_keys(values: tuple[Any, ...]) -> list[SortKey] | None:
     return list(keys)
 
 
-def _plan_for_index(index: Index | IdIndex, bounds: dict[str, Any],
-                    position: int) -> tuple[tuple[int, ...], Plan] | None:
-    """(score, plan) for answering `bounds` with `index`, or None if it cannot help."""
+def _equality_prefix(fields: tuple[str, ...], bounds: dict[str, Any]) -> list[Any]:
+    """The bounds of the leading fields pinned by equality, while the index can use them."""
+    prefix: list[Any] = []
+    combos = 1
+    for f in fields:
+        b = bounds.get(f)
+        if b is None or b.equals is None or _equality_keys(b.equals) is None:
+            break
+        combos *= len(b.equals)
+        if prefix and combos > _PREFIX_COMBOS_MAX:
+            break
+        prefix.append(b)
+    return prefix
+
+
+def _score_index(
+    index: Index | IdIndex, bounds: dict[str, Any], position: int
+) -> tuple[int, ...] | None:
+    """How well `index` answers `bounds` (higher is better), or None if it cannot help.
+
+    Equality beats range; then a fully pinned unique index, then a longer equality
+    prefix, then fewer lookups, then the older index.
+    """
     fields = index.fields
     lead = bounds.get(fields[0])
     if lead is None:
         return None
-    key_pattern = index.spec.key_document()
-    multikey = isinstance(index, Index) and index.multikey
     if lead.equals is not None:
-        keys = _equality_keys(lead.equals)
-        if keys is None:
+        prefix = _equality_prefix(fields, bounds)
+        if not prefix:
             return None
-        lists = [keys]
-        bounds_doc = {fields[0]: list(lead.equals)}
-        combos = len(keys)
-        for f in fields[1:]:
-            more = bounds.get(f)
-            extra = None if more is None or more.equals is None else _equality_keys(more.equals)
-            if extra is None or combos * len(extra) > _PREFIX_COMBOS_MAX:
-                break
-            lists.append(extra)
-            bounds_doc[f] = list(more.equals)
-            combos *= len(extra)
-        prefixes = [tuple(p) for p in itertools.product(*lists)]
-        full_unique = index.spec.unique and len(lists) == len(fields)
-        score = (2, int(full_unique), len(lists), -combos, -position)
-        return score, Plan("IXSCAN", index.name, key_pattern, prefixes=prefixes,
-                           bounds_doc=bounds_doc, multikey=multikey)
+        combos = 1
+        for b in prefix:
+            combos *= len(b.equals)
+        full_unique = index.spec.unique and len(prefix) == len(fields)
+        return (2, int(full_unique), len(prefix), -combos, -position)
     if lead.lower is MISSING and lead.upper is MISSING:
         return None
+    return (1, 0, 1, 0, -position)
+
+
+def _build_plan(index: Index | IdIndex, bounds: dict[str, Any]) -> Plan:
+    """The IXSCAN plan for the index `_score_index` chose."""
+    fields = index.fields
+    multikey = isinstance(index, Index) and index.multikey
+    lead = bounds[fields[0]]
+    if lead.equals is not None:
+        prefix = _equality_prefix(fields, bounds)
+        lists = [_equality_keys(b.equals) or [] for b in prefix]
+        return Plan(
+            "IXSCAN",
+            index.name,
+            index.spec.key_document(),
+            prefixes=[tuple(p) for p in itertools.product(*lists)],
+            bounds_doc={f: list(b.equals) for f, b in zip(fields, prefix, strict=False)},
+            multikey=multikey,
+        )
     lower = None if lead.lower is MISSING else sort_key(lead.lower)
     upper = None if lead.upper is MISSING else sort_key(lead.upper)
-    bounds_doc = {fields[0]: [_bound_text(lead)]}
-    return (1, 0, 1, 0, -position), Plan(
-        "IXSCAN", index.name, key_pattern,
+    return Plan(
+        "IXSCAN",
+        index.name,
+        index.spec.key_document(),
         range_bounds=(lower, lead.lower_inclusive, upper, lead.upper_inclusive),
-        bounds_doc=bounds_doc, multikey=multikey)
+        bounds_doc={fields[0]: [_bound_text(lead)]},
+        multikey=multikey,
+    )
 
 
 def _bound_text(b: Any) -> str:
     """explain's interval notation, e.g. `(5, inf.0]`."""
     low = "MinKey" if b.lower is MISSING else render_value(b.lower)
     high = "MaxKey" if b.upper is MISSING else render_value(b.upper)
-    return (f"{'[' if b.lower_inclusive else '('}{low}, "
-            f"{high}{']' if b.upper_inclusive else ')'}")
+    return f"{'[' if b.lower_inclusive else '('}{low}, {high}{']' if b.upper_inclusive else ')'}"

@@ -40,9 +40,13 @@ class Cursor:
     returned: int = 0
 
 
-def take_batch(docs: list[dict[str, Any]], start: int, count_max: int | None,
-               transform: Transform | None,
-               bytes_max: int = limits.cursor_batch_bytes_max) -> tuple[list[dict[str, Any]], int]:
+def take_batch(
+    docs: list[dict[str, Any]],
+    start: int,
+    count_max: int | None,
+    transform: Transform | None,
+    bytes_max: int = limits.cursor_batch_bytes_max,
+) -> tuple[list[dict[str, Any]], int]:
     """(batch, next position): up to `count_max` docs (None = no count bound) and bytes."""
     batch: list[dict[str, Any]] = []
     size = 0
@@ -63,8 +67,13 @@ def take_batch(docs: list[dict[str, Any]], start: int, count_max: int | None,
 class CursorManager:
     """Open cursors of one member, with deterministic ids and idle reaping."""
 
-    def __init__(self, seed: int = 0, *, open_max: int = limits.cursors_open_max,
-                 idle_timeout_ms: int = limits.cursor_idle_timeout_ms) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        open_max: int = limits.cursors_open_max,
+        idle_timeout_ms: int = limits.cursor_idle_timeout_ms,
+    ) -> None:
         self._mask = (seed * 0x9E3779B97F4A7C15) & _ID_MASK
         self._counter = 0
         self._open_max = open_max
@@ -99,9 +108,16 @@ class CursorManager:
         self.timed_out_total += reaped
         return reaped
 
-    def first_batch(self, ns: str, docs: list[dict[str, Any]], batch_size: int | None,
-                    now_ms: int, *, transform: Transform | None = None,
-                    single_batch: bool = False) -> tuple[list[dict[str, Any]], int]:
+    def first_batch(
+        self,
+        ns: str,
+        docs: list[dict[str, Any]],
+        batch_size: int | None,
+        now_ms: int,
+        *,
+        transform: Transform | None = None,
+        single_batch: bool = False,
+    ) -> tuple[list[dict[str, Any]], int]:
         """(firstBatch, cursor id or 0): opens a cursor only when results remain."""
         self.reap(now_ms)
         count = limits.cursor_batch_docs_default if batch_size is None else batch_size
@@ -117,17 +133,21 @@ class CursorManager:
         self.opened_total += 1
         return batch, cursor_id
 
-    def get_more(self, cursor_id: int, ns: str, batch_size: int | None,
-                 now_ms: int) -> tuple[list[dict[str, Any]], int]:
+    def get_more(
+        self, cursor_id: int, ns: str, batch_size: int | None, now_ms: int
+    ) -> tuple[list[dict[str, Any]], int]:
         """(nextBatch, cursor id or 0 when exhausted); CursorNotFound for unknown ids."""
         self.reap(now_ms)
         cursor = self._cursors.get(cursor_id)
         if cursor is None:
             raise CommandError("CursorNotFound", f"cursor id {cursor_id} not found")
         if cursor.ns != ns:
-            raise CommandError("Unauthorized", f"Requested getMore on namespace '{ns}', but "
-                                               f"cursor belongs to a different namespace "
-                                               f"{cursor.ns}")
+            raise CommandError(
+                "Unauthorized",
+                f"Requested getMore on namespace '{ns}', but "
+                f"cursor belongs to a different namespace "
+                f"{cursor.ns}",
+            )
         del self._cursors[cursor_id]
         count = batch_size if batch_size else None
         batch, cursor.pos = take_batch(cursor.docs, cursor.pos, count, cursor.transform)

@@ -75,7 +75,8 @@ class IndexSpec:
         """Key patterns are equal field by field (1 and 1.0 count as the same direction)."""
         return len(self.key) == len(other.key) and all(
             fa == fb and sort_key(da) == sort_key(db)
-            for (fa, da), (fb, db) in zip(self.key, other.key, strict=True))
+            for (fa, da), (fb, db) in zip(self.key, other.key, strict=True)
+        )
 
     def same_options(self, other: IndexSpec) -> bool:
         return self.unique == other.unique and self.sparse == other.sparse
@@ -100,8 +101,7 @@ def default_index_name(key: Sequence[tuple[str, Any]]) -> str:
 # --- key generation ----------------------------------------------------------------
 
 
-def _array_prefixes(value: Any, parts: Sequence[str], i: int, prefix: str,
-                    out: set[str]) -> None:
+def _array_prefixes(value: Any, parts: Sequence[str], i: int, prefix: str, out: set[str]) -> None:
     """Collect the path prefixes at which walking `parts` meets an array."""
     while i < len(parts):
         if isinstance(value, list):
@@ -162,13 +162,13 @@ class Index:
             return []
         per_field = [[sort_key(v) for v in index_key_values(doc, f)] for f in self.fields]
         if len(per_field) == 1:
-            keys = [(k,) for k in per_field[0]]
+            keys: list[IndexKey] = [(k,) for k in per_field[0]]
             if len(keys) > 1 or isinstance(doc.get(self.fields[0]), list):
                 self.multikey = True
             return keys
         if strict:
             self._check_parallel(doc)
-        keys = list(itertools.product(*per_field))
+        keys = [tuple(combo) for combo in itertools.product(*per_field)]
         if len(keys) > 1:
             self.multikey = True
         return keys
@@ -183,8 +183,10 @@ class Index:
                 continue
             for other, other_prefixes in seen:
                 if not prefixes & other_prefixes:
-                    raise CommandError("CannotIndexParallelArrays",
-                                       f"cannot index parallel arrays [{field}] [{other}]")
+                    raise CommandError(
+                        "CannotIndexParallelArrays",
+                        f"cannot index parallel arrays [{field}] [{other}]",
+                    )
             seen.append((field, prefixes))
 
     def find_conflict(self, keys: Iterable[IndexKey], id_key: SortKey) -> IndexKey | None:
@@ -220,8 +222,13 @@ class Index:
         for _key, id_key in self._entries.irange((prefix,), (prefix + (_TOP,),)):
             yield id_key
 
-    def scan_range(self, lower: SortKey | None, lower_inclusive: bool,
-                   upper: SortKey | None, upper_inclusive: bool) -> Iterator[SortKey]:
+    def scan_range(
+        self,
+        lower: SortKey | None,
+        lower_inclusive: bool,
+        upper: SortKey | None,
+        upper_inclusive: bool,
+    ) -> Iterator[SortKey]:
         """Ids of entries whose leading field lies within the bounds (None = open)."""
         low = None if lower is None else (((lower,),) if lower_inclusive else ((lower, _TOP),))
         high = None if upper is None else (((upper, _TOP),) if upper_inclusive else ((upper,),))
@@ -263,9 +270,14 @@ class IdIndex:
     def reset(self) -> None:
         self._sorted = None
 
-    def scan_range(self, all_ids: Iterable[SortKey], lower: SortKey | None,
-                   lower_inclusive: bool, upper: SortKey | None,
-                   upper_inclusive: bool) -> Iterator[SortKey]:
+    def scan_range(
+        self,
+        all_ids: Iterable[SortKey],
+        lower: SortKey | None,
+        lower_inclusive: bool,
+        upper: SortKey | None,
+        upper_inclusive: bool,
+    ) -> Iterator[SortKey]:
         """Ids within the bounds, in order; `all_ids` seeds the sorted list once."""
         if self._sorted is None:
             self._sorted = SortedList(all_ids)
@@ -318,7 +330,7 @@ def _render_special(value: Any) -> str:
     if isinstance(value, Timestamp):
         return f"Timestamp({value.time}, {value.inc})"
     if isinstance(value, Decimal128):
-        return f"NumberDecimal(\"{value}\")"
+        return f'NumberDecimal("{value}")'
     if isinstance(value, (Regex, re.Pattern)):
         return f"/{value.pattern}/"
     if isinstance(value, MinKey):
@@ -341,5 +353,7 @@ def key_values_for(spec: IndexSpec, doc: dict[str, Any], key: IndexKey) -> dict[
 
 def duplicate_key_message(ns: str, index_name: str, key_value: dict[str, Any]) -> str:
     """mongod's E11000 message for a unique-key violation."""
-    return (f"E11000 duplicate key error collection: {ns} index: {index_name} "
-            f"dup key: {render_value(key_value)}")
+    return (
+        f"E11000 duplicate key error collection: {ns} index: {index_name} "
+        f"dup key: {render_value(key_value)}"
+    )

@@ -57,16 +57,20 @@ def _check_entry(entry: Any) -> OpTime:
     """The optime of a well-formed entry; a malformed one is a programming error."""
     if not isinstance(entry, dict):
         raise InvariantViolation(f"oplog entry is not a dict: {type(entry).__name__}")
-    ts, term, op = entry.get("ts"), entry.get("t"), entry.get("op")
-    invariant(isinstance(ts, int) and not isinstance(ts, bool) and ts > 0,
-              f"oplog entry has a bad ts: {ts!r}")
-    invariant(isinstance(term, int) and not isinstance(term, bool),
-              f"oplog entry has a bad term: {term!r}")
-    invariant(op in OP_TYPES, f"oplog entry has a bad op: {op!r}")
-    invariant(isinstance(entry.get("ns"), str), "oplog entry has no ns string")
-    invariant(isinstance(entry.get("o"), dict), "oplog entry has no o document")
-    invariant(isinstance(entry.get("wall"), int), "oplog entry has no wall ms")
-    return OpTime(int(term), int(ts))
+    ts, term = entry.get("ts"), entry.get("t")
+    # One combined test on the hot path; the message is built only when it fails.
+    if not (
+        type(ts) is int
+        and ts > 0
+        and type(term) is int
+        and entry.get("op") in OP_TYPES
+        and type(entry.get("ns")) is str
+        and isinstance(entry.get("o"), dict)
+        and type(entry.get("wall")) is int
+    ):
+        raise InvariantViolation(f"malformed oplog entry: {entry!r}")
+    assert isinstance(term, int) and isinstance(ts, int)
+    return OpTime(term, ts)
 
 
 class Oplog:
@@ -218,13 +222,12 @@ class Oplog:
     def contains(self, optime: OpTime) -> bool:
         return self.get(optime) is not None
 
-    def entries_after(self, optime: OpTime, max_entries: int,
-                      max_bytes: int) -> list[OplogRecord]:
+    def entries_after(self, optime: OpTime, max_entries: int, max_bytes: int) -> list[OplogRecord]:
         """Records with ts after `optime.ts`, bounded by count and bytes (at least one)."""
         start = bisect.bisect_right(self._ts, optime.ts, lo=self._head)
         out: list[OplogRecord] = []
         size = 0
-        for record in self._records[start:start + max(max_entries, 0)]:
+        for record in self._records[start : start + max(max_entries, 0)]:
             size += len(record.raw)
             if out and size > max_bytes:
                 break
@@ -289,8 +292,13 @@ class TimestampAllocator:
 class StandaloneSink:
     """An `OpSink` for tests and standalone nodes: stamps entries and appends them."""
 
-    def __init__(self, oplog: Oplog, now_ms: Callable[[], int], term: int = 0,
-                 allocator: TimestampAllocator | None = None) -> None:
+    def __init__(
+        self,
+        oplog: Oplog,
+        now_ms: Callable[[], int],
+        term: int = 0,
+        allocator: TimestampAllocator | None = None,
+    ) -> None:
         self.oplog = oplog
         self.term = term
         self._now_ms = now_ms
@@ -300,8 +308,13 @@ class StandaloneSink:
     def log(self, op: str, ns: str, o: dict[str, Any], o2: dict[str, Any] | None = None) -> None:
         """Stamp ts/t/wall on one write and append it to the oplog."""
         wall = self._now_ms()
-        entry: dict[str, Any] = {"ts": self.allocator.next_ts(wall), "t": self.term, "op": op,
-                                 "ns": ns, "o": o}
+        entry: dict[str, Any] = {
+            "ts": self.allocator.next_ts(wall),
+            "t": self.term,
+            "op": op,
+            "ns": ns,
+            "o": o,
+        }
         if o2 is not None:
             entry["o2"] = o2
         entry["wall"] = wall

@@ -56,9 +56,11 @@ def validate_collection_name(db: str, coll: str, *, user: bool = True) -> None:
     if user and coll.startswith("system."):
         raise CommandError("InvalidNamespace", f"Invalid system namespace: {ns}")
     if len(ns.encode()) > limits.namespace_bytes_max:
-        raise CommandError("InvalidNamespace",
-                           f"Fully qualified namespace is too long. Namespace: {ns} Max: "
-                           f"{limits.namespace_bytes_max}")
+        raise CommandError(
+            "InvalidNamespace",
+            f"Fully qualified namespace is too long. Namespace: {ns} Max: "
+            f"{limits.namespace_bytes_max}",
+        )
 
 
 class Store:
@@ -100,15 +102,15 @@ class Store:
 
     # --- DDL -----------------------------------------------------------------------------
 
-    def create_collection(self, ns: str, options: dict[str, Any] | None = None, *,
-                          user: bool = True) -> Collection:
+    def create_collection(
+        self, ns: str, options: dict[str, Any] | None = None, *, user: bool = True
+    ) -> Collection:
         """Create a collection; NamespaceExists if it is already there."""
         db, name = split_ns(ns)
         validate_db_name(db)
         validate_collection_name(db, name, user=user)
         if ns == OPLOG_NS:
-            raise CommandError("InvalidNamespace", "local.oplog.rs is the oplog, not a "
-                                                   "collection")
+            raise CommandError("InvalidNamespace", "local.oplog.rs is the oplog, not a collection")
         colls = self._dbs.setdefault(db, {})
         if name in colls:
             raise CommandError("NamespaceExists", f"Collection already exists. NS: {ns}")
@@ -147,21 +149,26 @@ class Store:
 
     # --- comparing members ---------------------------------------------------------------
 
-    def content_hash(self, dbs: Iterable[str] | None = None) -> str:
+    def content_hash(self, dbs: Iterable[str] | None = None, *, indexes: bool = True) -> str:
         """A digest of documents (order-independent) and index definitions, per collection.
 
         Covers every database except `local` unless `dbs` names the databases to cover.
         Documents are compared field order and value types included, as BSON would be.
+        `indexes=False` leaves index definitions out, as mongod's dbHash does (a member
+        with buildIndexes false then still hashes like the others).
         """
-        names = sorted(set(dbs)) if dbs is not None else [d for d in sorted(self._dbs)
-                                                           if d != "local"]
+        names = (
+            sorted(set(dbs)) if dbs is not None else [d for d in sorted(self._dbs) if d != "local"]
+        )
         outer = hashlib.md5(usedforsecurity=False)
         for db in names:
             for coll_name in sorted(self._dbs.get(db, {})):
                 coll = self._dbs[db][coll_name]
-                outer.update(codec.pack([coll.ns, sorted(coll.options.items()),
-                                         sorted((s.name, s.to_document()["key"], s.unique,
-                                                 s.sparse) for s in coll.index_specs())]))
+                specs = sorted(
+                    (s.name, s.to_document()["key"], s.unique, s.sparse) for s in coll.index_specs()
+                )
+                header = [coll.ns, sorted(coll.options.items()), specs if indexes else None]
+                outer.update(codec.pack(header))
                 outer.update(_documents_digest(coll))
         return outer.hexdigest()
 

@@ -48,10 +48,15 @@ def test_insert_stores_a_copy():
 
 def test_update_applies_effects_and_ignores_missing_documents():
     store = Store()
-    apply_batch(store, [i({"_id": 1, "a": 1, "b": 2}),
-                        u(1, {"$set": {"a": 5, "c.d": 1}, "$unset": {"b": True}}),
-                        u(2, {"$set": {"a": 1}}),        # missing doc: not created
-                        u(1, {"$set": {"a": 5}}, ns="db.none")])
+    apply_batch(
+        store,
+        [
+            i({"_id": 1, "a": 1, "b": 2}),
+            u(1, {"$set": {"a": 5, "c.d": 1}, "$unset": {"b": True}}),
+            u(2, {"$set": {"a": 1}}),  # missing doc: not created
+            u(1, {"$set": {"a": 5}}, ns="db.none"),
+        ],
+    )
     assert docs(store) == [{"_id": 1, "a": 5, "c": {"d": 1}}]
     assert store.collection("db.none") is None
 
@@ -79,38 +84,50 @@ def test_delete_is_idempotent():
 
 def test_duplicate_unique_keys_are_tolerated_during_replay():
     store = Store()
-    apply_batch(store, [
-        c({"createIndexes": "c", "v": 2, "key": {"a": 1}, "name": "a_1", "unique": True}),
-        i({"_id": 1, "a": 1}),
-        i({"_id": 2, "a": 1}),            # transiently violates uniqueness
-        u(1, {"$set": {"a": 3}}),         # ... and a later entry repairs it
-    ])
+    apply_batch(
+        store,
+        [
+            c({"createIndexes": "c", "v": 2, "key": {"a": 1}, "name": "a_1", "unique": True}),
+            i({"_id": 1, "a": 1}),
+            i({"_id": 2, "a": 1}),  # transiently violates uniqueness
+            u(1, {"$set": {"a": 3}}),  # ... and a later entry repairs it
+        ],
+    )
     assert docs(store) == [{"_id": 1, "a": 3}, {"_id": 2, "a": 1}]
 
 
 def test_unique_index_build_over_duplicates_is_tolerated():
     store = Store()
-    apply_batch(store, [i({"_id": 1, "a": 1}), i({"_id": 2, "a": 1}),
-                        c({"createIndexes": "c", "v": 2, "key": {"a": 1}, "name": "a_1",
-                           "unique": True})])
+    apply_batch(
+        store,
+        [
+            i({"_id": 1, "a": 1}),
+            i({"_id": 2, "a": 1}),
+            c({"createIndexes": "c", "v": 2, "key": {"a": 1}, "name": "a_1", "unique": True}),
+        ],
+    )
     assert index_names(store) == ["_id_", "a_1"]
 
 
 def test_parallel_arrays_are_tolerated_during_replay():
     store = Store()
-    apply_batch(store, [
-        c({"createIndexes": "c", "v": 2, "key": {"a": 1, "b": 1}, "name": "ab"}),
-        i({"_id": 1, "a": [1, 2], "b": [3, 4]}),
-        u(1, {"$set": {"b": 3}}),
-    ])
+    apply_batch(
+        store,
+        [
+            c({"createIndexes": "c", "v": 2, "key": {"a": 1, "b": 1}, "name": "ab"}),
+            i({"_id": 1, "a": [1, 2], "b": [3, 4]}),
+            u(1, {"$set": {"b": 3}}),
+        ],
+    )
     assert docs(store) == [{"_id": 1, "a": [1, 2], "b": 3}]
     assert len(store.collection("db.c").index("ab")) == 2
 
 
 def test_create_and_drop_are_no_ops_when_already_done():
     store = Store()
-    apply_batch(store, [c({"create": "c", "capped": True, "size": 4096}), c({"create": "c"}),
-                        i({"_id": 1})])
+    apply_batch(
+        store, [c({"create": "c", "capped": True, "size": 4096}), c({"create": "c"}), i({"_id": 1})]
+    )
     assert store.collection("db.c").options == {"capped": True, "size": 4096}
     assert docs(store) == [{"_id": 1}]
     apply_batch(store, [c({"drop": "c"}), c({"drop": "c"})])
@@ -136,9 +153,15 @@ def test_create_indexes_on_a_missing_collection_creates_it():
 
 def test_build_indexes_false_keeps_only_the_id_index():
     store = Store()
-    apply_batch(store, [c({"createIndexes": "c", "v": 2, "key": {"a": 1}, "name": "a_1"}),
-                        c({"createIndexes": "c", "v": 2, "key": {"_id": 1}, "name": "_id_"}),
-                        i({"_id": 1, "a": 1})], build_indexes=False)
+    apply_batch(
+        store,
+        [
+            c({"createIndexes": "c", "v": 2, "key": {"a": 1}, "name": "a_1"}),
+            c({"createIndexes": "c", "v": 2, "key": {"_id": 1}, "name": "_id_"}),
+            i({"_id": 1, "a": 1}),
+        ],
+        build_indexes=False,
+    )
     assert index_names(store) == ["_id_"]
     assert docs(store) == [{"_id": 1, "a": 1}]
 
@@ -157,9 +180,17 @@ def test_drop_indexes_forms(index):
 
 def test_drop_database_and_noop_entries():
     store = Store()
-    apply_batch(store, [i({"_id": 1}), i({"_id": 1}, ns="db.d"), i({"_id": 1}, ns="keep.c"),
-                        {"op": "n", "ns": "", "o": {"msg": "periodic noop"}},
-                        c({"dropDatabase": 1}), c({"dropDatabase": 1})])
+    apply_batch(
+        store,
+        [
+            i({"_id": 1}),
+            i({"_id": 1}, ns="db.d"),
+            i({"_id": 1}, ns="keep.c"),
+            {"op": "n", "ns": "", "o": {"msg": "periodic noop"}},
+            c({"dropDatabase": 1}),
+            c({"dropDatabase": 1}),
+        ],
+    )
     assert store.database_names() == ["keep"]
 
 
@@ -190,18 +221,21 @@ def test_replaying_any_suffix_again_changes_nothing():
         assert again.content_hash() == expected, k
 
 
-@pytest.mark.parametrize("bad", [
-    {"op": "i", "ns": "db.c", "o": {"a": 1}},                    # no _id
-    {"op": "u", "ns": "db.c", "o": {"$set": {"a": 1}}},          # no o2
-    {"op": "x", "ns": "db.c", "o": {}},
-    {"op": "i", "o": {"_id": 1}},
-    {"op": "i", "ns": "db.c", "o": [1]},
-    {"op": "i", "ns": "local.oplog.rs", "o": {"_id": 1}},
-    {"op": "c", "ns": "db.c", "o": {"create": "c"}},             # not on $cmd
-    {"op": "c", "ns": "db.$cmd", "o": {"renameCollection": "x"}},
-    {"op": "c", "ns": "db.$cmd", "o": {"createIndexes": "c", "name": "x"}},
-    "not an entry",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"op": "i", "ns": "db.c", "o": {"a": 1}},  # no _id
+        {"op": "u", "ns": "db.c", "o": {"$set": {"a": 1}}},  # no o2
+        {"op": "x", "ns": "db.c", "o": {}},
+        {"op": "i", "o": {"_id": 1}},
+        {"op": "i", "ns": "db.c", "o": [1]},
+        {"op": "i", "ns": "local.oplog.rs", "o": {"_id": 1}},
+        {"op": "c", "ns": "db.c", "o": {"create": "c"}},  # not on $cmd
+        {"op": "c", "ns": "db.$cmd", "o": {"renameCollection": "x"}},
+        {"op": "c", "ns": "db.$cmd", "o": {"createIndexes": "c", "name": "x"}},
+        "not an entry",
+    ],
+)
 def test_malformed_entries_raise_invariant_violation(bad):
     with pytest.raises(InvariantViolation):
         apply_entry(Store(), bad)

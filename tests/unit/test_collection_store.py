@@ -116,8 +116,11 @@ def test_observer_hears_pre_images_before_each_change():
     coll.insert({"_id": 1, "v": 1})
     coll.replace(sort_key(1), {"_id": 1, "v": 2})
     coll.delete(sort_key(1))
-    assert heard == [("db.c", 1, None), ("db.c", 1, {"_id": 1, "v": 1}),
-                     ("db.c", 1, {"_id": 1, "v": 2})]
+    assert heard == [
+        ("db.c", 1, None),
+        ("db.c", 1, {"_id": 1, "v": 1}),
+        ("db.c", 1, {"_id": 1, "v": 2}),
+    ]
 
 
 def test_documents_is_a_snapshot_safe_across_writes():
@@ -154,8 +157,10 @@ def test_parallel_arrays_refused_on_insert():
 
 def test_list_indexes_and_drop_index():
     coll = coll_with([], a_1(unique=True))
-    assert coll.list_indexes() == [{"v": 2, "key": {"_id": 1}, "name": "_id_"},
-                                   {"v": 2, "key": {"a": 1}, "name": "a_1", "unique": True}]
+    assert coll.list_indexes() == [
+        {"v": 2, "key": {"_id": 1}, "name": "_id_"},
+        {"v": 2, "key": {"a": 1}, "name": "a_1", "unique": True},
+    ]
     assert coll.drop_index("a_1") and not coll.drop_index("a_1")
 
 
@@ -163,8 +168,9 @@ def test_list_indexes_and_drop_index():
 
 
 def test_plans_prefer_id_then_equality_then_range():
-    coll = coll_with([{"_id": i, "a": i % 10, "b": i} for i in range(100)], a_1(),
-                     IndexSpec("b_1", (("b", 1),)))
+    coll = coll_with(
+        [{"_id": i, "a": i % 10, "b": i} for i in range(100)], a_1(), IndexSpec("b_1", (("b", 1),))
+    )
     assert coll.plan(compile_filter({"_id": 5, "a": 5})).stage == "IDHACK"
     assert coll.plan(compile_filter({"a": 5, "b": {"$gt": 3}})).index_name == "a_1"
     assert coll.plan(compile_filter({"a": {"$gt": 5}, "b": 7})).index_name == "b_1"
@@ -175,8 +181,12 @@ def test_plans_prefer_id_then_equality_then_range():
 
 
 def test_plan_prefers_longer_compound_prefix_and_unique():
-    coll = coll_with([], a_1(), IndexSpec("a_1_b_1", (("a", 1), ("b", 1))),
-                     IndexSpec("u", (("a", 1), ("b", 1), ("c", 1)), unique=True))
+    coll = coll_with(
+        [],
+        a_1(),
+        IndexSpec("a_1_b_1", (("a", 1), ("b", 1))),
+        IndexSpec("u", (("a", 1), ("b", 1), ("c", 1)), unique=True),
+    )
     assert coll.plan(compile_filter({"a": 1, "b": 2})).index_name == "a_1_b_1"
     assert coll.plan(compile_filter({"a": 1, "b": 2, "c": 3})).index_name == "u"
     assert coll.plan(compile_filter({"a": 1})).index_name == "a_1"
@@ -235,12 +245,17 @@ def test_every_plan_returns_exactly_what_a_scan_returns(seed):
     rng = random.Random(seed)
     docs = [_random_doc(rng, i) for i in range(200)]
     plain = coll_with(docs)
-    indexed = coll_with(docs, a_1(), IndexSpec("b_1_a_1", (("b", 1), ("a", -1))),
-                        IndexSpec("b_sparse", (("b", 1),), sparse=True))
+    indexed = coll_with(
+        docs,
+        a_1(),
+        IndexSpec("b_1_a_1", (("b", 1), ("a", -1))),
+        IndexSpec("b_sparse", (("b", 1),), sparse=True),
+    )
     for _ in range(100):
         filt = _random_filter(rng)
-        assert sorted(ids(find(indexed, filt)[0]), key=sort_key) == \
-            sorted(ids(find(plain, filt)[0]), key=sort_key), filt
+        assert sorted(ids(find(indexed, filt)[0]), key=sort_key) == sorted(
+            ids(find(plain, filt)[0]), key=sort_key
+        ), filt
 
 
 # --- overlays ----------------------------------------------------------------------------------
@@ -250,15 +265,15 @@ def test_overlay_presents_a_snapshot_view():
     coll = coll_with([{"_id": i, "a": i} for i in range(5)], a_1())
     overlay = {
         sort_key(1): {"_id": 1, "a": 100},  # changed since the snapshot
-        sort_key(2): None,                   # inserted since the snapshot
-        sort_key(9): {"_id": 9, "a": 3},     # deleted since the snapshot
+        sort_key(2): None,  # inserted since the snapshot
+        sort_key(9): {"_id": 9, "a": 3},  # deleted since the snapshot
     }
     docs, _ = find(coll, {}, overlay)
     assert ids(docs) == [0, 1, 3, 4, 9]
     assert docs[1] == {"_id": 1, "a": 100}
-    assert sorted(ids(find(coll, {"a": 3}, overlay)[0])) == [3, 9]        # index path
+    assert sorted(ids(find(coll, {"a": 3}, overlay)[0])) == [3, 9]  # index path
     assert ids(find(coll, {"a": 1}, overlay)[0]) == []
-    assert ids(find(coll, {"_id": 2}, overlay)[0]) == []                  # IDHACK path
+    assert ids(find(coll, {"_id": 2}, overlay)[0]) == []  # IDHACK path
     assert ids(find(coll, {"_id": 9}, overlay)[0]) == [9]
     assert coll.get_by_id(2, overlay) is None and coll.get_by_id(1, overlay)["a"] == 100
     assert coll.count(None, overlay=overlay) == 5 and coll.count(None) == 5
@@ -349,6 +364,9 @@ def test_content_hash_is_order_independent_but_sees_everything_else():
     assert make([3, 1, 2]).content_hash() == base
     assert make([1, 2, 3], local=True).content_hash() == base  # local is never compared
     assert make([1, 2, 3], index=False).content_hash() != base
+    assert make([1, 2, 3], index=False).content_hash(indexes=False) == make([1, 2, 3]).content_hash(
+        indexes=False
+    )  # dbHash's view: data only
     assert make([1, 2]).content_hash() != base
     changed = make([1, 2, 3])
     changed.collection("db.c").replace(sort_key(2), {"_id": 2, "v": 4.0})  # type differs

@@ -27,9 +27,15 @@ class Node:
         self.overlay = None
 
     def ctx(self, writable=True):
-        return DataContext(store=self.store, oplog=self.oplog, cursors=self.cursors,
-                           now_ms=self.now, sink=self.sink if writable else None,
-                           overlay=self.overlay, counters=self.counters)
+        return DataContext(
+            store=self.store,
+            oplog=self.oplog,
+            cursors=self.cursors,
+            now_ms=self.now,
+            sink=self.sink if writable else None,
+            overlay=self.overlay,
+            counters=self.counters,
+        )
 
     def run(self, cmd, db="test", writable=True):
         return DATA_COMMANDS[next(iter(cmd))](self.ctx(writable), db, cmd)
@@ -75,8 +81,11 @@ def test_insert_generates_object_ids_first_and_logs_each_document(node):
     assert list(first) == ["_id", "a"] and isinstance(first["_id"], ObjectId)
     assert second == {"_id": 5, "a": 2}
     ops = [(e["op"], e["ns"], e["o"]) for e in node.entries()]
-    assert ops == [("c", "test.$cmd", {"create": "c"}), ("i", "test.c", first),
-                   ("i", "test.c", second)]
+    assert ops == [
+        ("c", "test.$cmd", {"create": "c"}),
+        ("i", "test.c", first),
+        ("i", "test.c", second),
+    ]
     node.assert_replays()
 
 
@@ -94,16 +103,18 @@ def test_insert_copies_the_callers_document(node):
 
 
 def test_duplicate_key_write_error_shape(node):
-    node.run({"createIndexes": "c", "indexes": [{"key": {"name": 1}, "name": "name_1",
-                                                  "unique": True}]})
+    node.run(
+        {"createIndexes": "c", "indexes": [{"key": {"name": 1}, "name": "name_1", "unique": True}]}
+    )
     insert(node, {"_id": 1, "name": "x"})
     reply = insert(node, {"_id": 2, "name": "x"})
     assert reply["n"] == 0 and reply["ok"] == 1.0
     (error,) = reply["writeErrors"]
     assert error["index"] == 0 and error["code"] == 11000
     assert error["keyPattern"] == {"name": 1} and error["keyValue"] == {"name": "x"}
-    assert error["errmsg"] == ('E11000 duplicate key error collection: test.c index: name_1 '
-                               'dup key: { name: "x" }')
+    assert error["errmsg"] == (
+        'E11000 duplicate key error collection: test.c index: name_1 dup key: { name: "x" }'
+    )
 
 
 def test_ordered_insert_stops_at_first_error_unordered_continues(node):
@@ -115,12 +126,15 @@ def test_ordered_insert_stops_at_first_error_unordered_continues(node):
     node.assert_replays()
 
 
-@pytest.mark.parametrize("doc, code", [
-    ({"$bad": 1}, 52),
-    ({"_id": [1, 2]}, 2),
-    ({"_id": Regex("a")}, 2),
-    ({"_id": 1, "big": "x" * (limits.document_bytes_max + 1)}, 10334),
-])
+@pytest.mark.parametrize(
+    "doc, code",
+    [
+        ({"$bad": 1}, 52),
+        ({"_id": [1, 2]}, 2),
+        ({"_id": Regex("a")}, 2),
+        ({"_id": 1, "big": "x" * (limits.document_bytes_max + 1)}, 10334),
+    ],
+)
 def test_per_document_validation_errors(node, doc, code):
     reply = insert(node, {"_id": 0}, doc, {"_id": 9}, ordered=False)
     assert reply["n"] == 2
@@ -133,17 +147,23 @@ def test_rejected_insert_into_missing_collection_creates_nothing(node):
     assert reply["n"] == 0 and node.store.collection("test.c") is None and node.entries() == []
 
 
-@pytest.mark.parametrize("cmd, code, message", [
-    ({"insert": "c", "documents": "x"}, 14,
-     "BSON field 'insert.documents' is the wrong type 'string', expected type 'array'"),
-    ({"insert": "c"}, 40414, "BSON field 'insert.documents' is missing but a required field"),
-    ({"insert": "c", "documents": []}, 16, None),
-    ({"insert": "c", "documents": [{"a": 1}, 5]}, 14, None),
-    ({"insert": "c", "documents": [{}], "ordered": "yes"}, 14, None),
-    ({"insert": 5, "documents": [{}]}, 73, "collection name has invalid type int"),
-    ({"insert": "a$b", "documents": [{}]}, 73, None),
-    ({"insert": "system.users", "documents": [{}]}, 73, None),
-])
+@pytest.mark.parametrize(
+    "cmd, code, message",
+    [
+        (
+            {"insert": "c", "documents": "x"},
+            14,
+            "BSON field 'insert.documents' is the wrong type 'string', expected type 'array'",
+        ),
+        ({"insert": "c"}, 40414, "BSON field 'insert.documents' is missing but a required field"),
+        ({"insert": "c", "documents": []}, 16, None),
+        ({"insert": "c", "documents": [{"a": 1}, 5]}, 14, None),
+        ({"insert": "c", "documents": [{}], "ordered": "yes"}, 14, None),
+        ({"insert": 5, "documents": [{}]}, 73, "collection name has invalid type int"),
+        ({"insert": "a$b", "documents": [{}]}, 73, None),
+        ({"insert": "system.users", "documents": [{}]}, 73, None),
+    ],
+)
 def test_rejected_commands_change_nothing(node, cmd, code, message):
     insert(node, {"_id": 1})
     before = (node.store.content_hash(), len(node.oplog))
@@ -160,13 +180,17 @@ def test_write_batch_limit(node):
 
 
 def test_read_only_context_refuses_writes(node):
-    for cmd in ({"insert": "c", "documents": [{}]},
-                {"update": "c", "updates": [{"q": {}, "u": {"$set": {"a": 1}}}]},
-                {"delete": "c", "deletes": [{"q": {}, "limit": 0}]},
-                {"findAndModify": "c", "remove": True},
-                {"create": "c"}, {"drop": "c"}, {"dropDatabase": 1},
-                {"createIndexes": "c", "indexes": [{"key": {"a": 1}, "name": "a_1"}]},
-                {"dropIndexes": "c", "index": "*"}):
+    for cmd in (
+        {"insert": "c", "documents": [{}]},
+        {"update": "c", "updates": [{"q": {}, "u": {"$set": {"a": 1}}}]},
+        {"delete": "c", "deletes": [{"q": {}, "limit": 0}]},
+        {"findAndModify": "c", "remove": True},
+        {"create": "c"},
+        {"drop": "c"},
+        {"dropDatabase": 1},
+        {"createIndexes": "c", "indexes": [{"key": {"a": 1}, "name": "a_1"}]},
+        {"dropIndexes": "c", "index": "*"},
+    ):
         assert node.error(cmd, writable=False).code == 10107
     assert node.entries() == [] and node.store.database_names() == []
 
@@ -174,10 +198,10 @@ def test_read_only_context_refuses_writes(node):
 def test_local_writes_are_never_logged_and_the_oplog_is_protected(node):
     reply = node.run({"insert": "startup_log", "documents": [{"_id": 1}]}, db="local")
     assert reply["n"] == 1 and node.docs("local.startup_log") == [{"_id": 1}]
-    node.run({"update": "startup_log", "updates": [{"q": {}, "u": {"$set": {"a": 1}}}]},
-             db="local")
-    node.run({"createIndexes": "startup_log", "indexes": [{"key": {"a": 1}, "name": "a_1"}]},
-             db="local")
+    node.run({"update": "startup_log", "updates": [{"q": {}, "u": {"$set": {"a": 1}}}]}, db="local")
+    node.run(
+        {"createIndexes": "startup_log", "indexes": [{"key": {"a": 1}, "name": "a_1"}]}, db="local"
+    )
     assert node.entries() == []
     exc = node.error({"insert": "oplog.rs", "documents": [{}]}, db="local")
     assert exc.code == 73 and "cannot write to 'local.oplog.rs'" in exc.errmsg
@@ -190,27 +214,30 @@ def test_local_writes_are_never_logged_and_the_oplog_is_protected(node):
 
 def test_find_filter_projection_sort_skip_limit(node):
     insert(node, *({"_id": i, "a": i % 3, "b": -i} for i in range(10)))
-    got = node.find(filter={"a": 1}, projection={"b": 1, "_id": 0}, sort={"b": 1}, skip=1,
-                    limit=2)
+    got = node.find(filter={"a": 1}, projection={"b": 1, "_id": 0}, sort={"b": 1}, skip=1, limit=2)
     assert got == [{"b": -4}, {"b": -1}]
-    assert node.find(sort={"$natural": -1}, limit=2) == [{"_id": 9, "a": 0, "b": -9},
-                                                          {"_id": 8, "a": 2, "b": -8}]
+    assert node.find(sort={"$natural": -1}, limit=2) == [
+        {"_id": 9, "a": 0, "b": -9},
+        {"_id": 8, "a": 2, "b": -8},
+    ]
 
 
 def test_find_on_missing_collection_is_empty(node):
     reply = node.run({"find": "nothing"})
-    assert reply == {"cursor": {"firstBatch": [], "id": Int64(0), "ns": "test.nothing"},
-                     "ok": 1.0}
+    assert reply == {"cursor": {"firstBatch": [], "id": Int64(0), "ns": "test.nothing"}, "ok": 1.0}
 
 
-@pytest.mark.parametrize("cmd, code", [
-    ({"find": "c", "filter": 5}, 14),
-    ({"find": "c", "filter": {"a": {"$bogus": 1}}}, 2),
-    ({"find": "c", "skip": -1}, 51024),
-    ({"find": "c", "batchSize": -1}, 51024),
-    ({"find": "c", "limit": "x"}, 14),
-    ({"find": "c", "sort": {"a": "up"}}, 2),
-])
+@pytest.mark.parametrize(
+    "cmd, code",
+    [
+        ({"find": "c", "filter": 5}, 14),
+        ({"find": "c", "filter": {"a": {"$bogus": 1}}}, 2),
+        ({"find": "c", "skip": -1}, 51024),
+        ({"find": "c", "batchSize": -1}, 51024),
+        ({"find": "c", "limit": "x"}, 14),
+        ({"find": "c", "sort": {"a": "up"}}, 2),
+    ],
+)
 def test_find_validation(node, cmd, code):
     assert node.error(cmd).code == code
 
@@ -225,8 +252,9 @@ def test_cursor_batches_get_more_and_exhaustion(node):
     assert more["cursor"]["id"] == cursor["id"] and len(more["cursor"]["nextBatch"]) == 100
     assert more["cursor"]["ns"] == "test.c"
     last = node.run({"getMore": cursor["id"], "collection": "c"})
-    assert last["cursor"]["id"] == 0 and [d["_id"] for d in last["cursor"]["nextBatch"]] == \
-        list(range(201, 250))
+    assert last["cursor"]["id"] == 0 and [d["_id"] for d in last["cursor"]["nextBatch"]] == list(
+        range(201, 250)
+    )
     assert node.error({"getMore": cursor["id"], "collection": "c"}).code == 43
 
 
@@ -259,8 +287,13 @@ def test_get_more_errors_and_kill_cursors(node):
     assert node.error({"getMore": "x", "collection": "c"}).code == 14
     assert node.error({"getMore": cid}).code == 40414
     reply = node.run({"killCursors": "c", "cursors": [cid, Int64(12345)]})
-    assert reply == {"cursorsKilled": [cid], "cursorsNotFound": [Int64(12345)],
-                     "cursorsAlive": [], "cursorsUnknown": [], "ok": 1.0}
+    assert reply == {
+        "cursorsKilled": [cid],
+        "cursorsNotFound": [Int64(12345)],
+        "cursorsAlive": [],
+        "cursorsUnknown": [],
+        "ok": 1.0,
+    }
     assert node.error({"getMore": cid, "collection": "c"}).code == 43
 
 
@@ -312,15 +345,23 @@ def test_majority_overlay_is_used_by_reads(node):
 
 def test_update_operators_counts_and_effects_in_the_oplog(node):
     insert(node, {"_id": 1, "n": 1, "tags": ["a", "b"]}, {"_id": 2, "n": 5})
-    reply = node.run({"update": "c", "updates": [
-        {"q": {"_id": 1}, "u": {"$inc": {"n": 2}, "$push": {"tags": "c"}}},
-        {"q": {"n": {"$gte": 1}}, "u": {"$set": {"seen": True}}, "multi": True},
-        {"q": {"_id": 2}, "u": {"$set": {"n": 5}}},  # matches, changes nothing
-    ]})
+    reply = node.run(
+        {
+            "update": "c",
+            "updates": [
+                {"q": {"_id": 1}, "u": {"$inc": {"n": 2}, "$push": {"tags": "c"}}},
+                {"q": {"n": {"$gte": 1}}, "u": {"$set": {"seen": True}}, "multi": True},
+                {"q": {"_id": 2}, "u": {"$set": {"n": 5}}},  # matches, changes nothing
+            ],
+        }
+    )
     assert reply == {"n": 4, "nModified": 3, "ok": 1.0}
     updates = [e for e in node.entries() if e["op"] == "u"]
-    assert apply_effect({"_id": 1, "n": 1, "tags": ["a", "b"]}, updates[0]["o"]) == \
-        {"_id": 1, "n": 3, "tags": ["a", "b", "c"]}  # the effect, not the $inc/$push
+    assert apply_effect({"_id": 1, "n": 1, "tags": ["a", "b"]}, updates[0]["o"]) == {
+        "_id": 1,
+        "n": 3,
+        "tags": ["a", "b", "c"],
+    }  # the effect, not the $inc/$push
     assert "$inc" not in updates[0]["o"] and updates[0]["o2"] == {"_id": 1}
     assert [e["o2"]["_id"] for e in updates[1:]] == [1, 2]  # one entry per document
     assert len(updates) == 3
@@ -328,11 +369,16 @@ def test_update_operators_counts_and_effects_in_the_oplog(node):
 
 
 def test_upserts_insert_and_report_their_ids(node):
-    reply = node.run({"update": "c", "updates": [
-        {"q": {"_id": 7, "k": "x"}, "u": {"$set": {"v": 1}}, "upsert": True},
-        {"q": {"k": "y"}, "u": {"$inc": {"v": 1}}, "upsert": True},
-        {"q": {"k": "z"}, "u": {"v": 9}, "upsert": True},
-    ]})
+    reply = node.run(
+        {
+            "update": "c",
+            "updates": [
+                {"q": {"_id": 7, "k": "x"}, "u": {"$set": {"v": 1}}, "upsert": True},
+                {"q": {"k": "y"}, "u": {"$inc": {"v": 1}}, "upsert": True},
+                {"q": {"k": "z"}, "u": {"v": 9}, "upsert": True},
+            ],
+        }
+    )
     assert reply["n"] == 3 and reply["nModified"] == 0
     assert [u["index"] for u in reply["upserted"]] == [0, 1, 2]
     assert reply["upserted"][0]["_id"] == 7
@@ -346,15 +392,20 @@ def test_upserts_insert_and_report_their_ids(node):
 
 def test_update_write_errors(node):
     insert(node, {"_id": 1, "a": 1}, {"_id": 2, "a": 2})
-    node.run({"createIndexes": "c", "indexes": [{"key": {"a": 1}, "name": "a_1",
-                                                  "unique": True}]})
-    reply = node.run({"update": "c", "ordered": False, "updates": [
-        {"q": {"_id": 2}, "u": {"$set": {"a": 1}}},
-        {"q": {"_id": 1}, "u": {"$bogus": {"a": 1}}},
-        {"q": {}, "u": {"x": 1}, "multi": True},
-        {"q": {"_id": 1}, "u": {"$set": {"_id": 5}}},
-        {"q": {"_id": 1}, "u": {"$set": {"b": 1}}},
-    ]})
+    node.run({"createIndexes": "c", "indexes": [{"key": {"a": 1}, "name": "a_1", "unique": True}]})
+    reply = node.run(
+        {
+            "update": "c",
+            "ordered": False,
+            "updates": [
+                {"q": {"_id": 2}, "u": {"$set": {"a": 1}}},
+                {"q": {"_id": 1}, "u": {"$bogus": {"a": 1}}},
+                {"q": {}, "u": {"x": 1}, "multi": True},
+                {"q": {"_id": 1}, "u": {"$set": {"_id": 5}}},
+                {"q": {"_id": 1}, "u": {"$set": {"b": 1}}},
+            ],
+        }
+    )
     codes = [(e["index"], e["code"]) for e in reply["writeErrors"]]
     assert codes == [(0, 11000), (1, 9), (2, 9), (3, 66)]
     assert reply["n"] == 1 and reply["nModified"] == 1
@@ -362,10 +413,17 @@ def test_update_write_errors(node):
     node.assert_replays()
 
 
-@pytest.mark.parametrize("updates, code", [
-    ("x", 14), ([{"u": {}}], 40414), ([{"q": {}}], 40414), ([{"q": 1, "u": {}}], 14),
-    ([{"q": {}, "u": 5}], 9), ([], 16),
-])
+@pytest.mark.parametrize(
+    "updates, code",
+    [
+        ("x", 14),
+        ([{"u": {}}], 40414),
+        ([{"q": {}}], 40414),
+        ([{"q": 1, "u": {}}], 14),
+        ([{"q": {}, "u": 5}], 9),
+        ([], 16),
+    ],
+)
 def test_update_command_validation(node, updates, code):
     assert node.error({"update": "c", "updates": updates}).code == code
 
@@ -382,8 +440,9 @@ def test_updates_never_mutate_stored_versions(node):
 
 def test_delete_one_and_many(node):
     insert(node, *({"_id": i, "a": i % 2} for i in range(6)))
-    reply = node.run({"delete": "c", "deletes": [{"q": {"a": 1}, "limit": 1},
-                                                 {"q": {"a": 0}, "limit": 0}]})
+    reply = node.run(
+        {"delete": "c", "deletes": [{"q": {"a": 1}, "limit": 1}, {"q": {"a": 0}, "limit": 0}]}
+    )
     assert reply == {"n": 4, "ok": 1.0}
     assert [d["_id"] for d in node.docs()] == [3, 5]
     deletes = [e for e in node.entries() if e["op"] == "d"]
@@ -391,10 +450,15 @@ def test_delete_one_and_many(node):
     node.assert_replays()
 
 
-@pytest.mark.parametrize("deletes, code", [
-    ([{"q": {}}], 40414), ([{"q": {}, "limit": 2}], 9), ([{"limit": 0}], 40414),
-    ("x", 14),
-])
+@pytest.mark.parametrize(
+    "deletes, code",
+    [
+        ([{"q": {}}], 40414),
+        ([{"q": {}, "limit": 2}], 9),
+        ([{"limit": 0}], 40414),
+        ("x", 14),
+    ],
+)
 def test_delete_validation(node, deletes, code):
     insert(node, {"_id": 1})
     assert node.error({"delete": "c", "deletes": deletes}).code == code
@@ -410,15 +474,33 @@ def test_delete_on_missing_collection(node):
 
 def test_find_and_modify_update_remove_upsert(node):
     insert(node, {"_id": 1, "n": 5}, {"_id": 2, "n": 1})
-    reply = node.run({"findAndModify": "c", "query": {}, "sort": {"n": 1},
-                      "update": {"$inc": {"n": 10}}})
-    assert reply == {"lastErrorObject": {"n": 1, "updatedExisting": True},
-                     "value": {"_id": 2, "n": 1}, "ok": 1.0}
-    reply = node.run({"findAndModify": "c", "query": {"_id": 1}, "update": {"$set": {"x": 1}},
-                      "new": True, "fields": {"x": 1}})
+    reply = node.run(
+        {"findAndModify": "c", "query": {}, "sort": {"n": 1}, "update": {"$inc": {"n": 10}}}
+    )
+    assert reply == {
+        "lastErrorObject": {"n": 1, "updatedExisting": True},
+        "value": {"_id": 2, "n": 1},
+        "ok": 1.0,
+    }
+    reply = node.run(
+        {
+            "findAndModify": "c",
+            "query": {"_id": 1},
+            "update": {"$set": {"x": 1}},
+            "new": True,
+            "fields": {"x": 1},
+        }
+    )
     assert reply["value"] == {"_id": 1, "x": 1}
-    reply = node.run({"findAndModify": "c", "query": {"_id": 9}, "update": {"$set": {"y": 1}},
-                      "upsert": True, "new": True})
+    reply = node.run(
+        {
+            "findAndModify": "c",
+            "query": {"_id": 9},
+            "update": {"$set": {"y": 1}},
+            "upsert": True,
+            "new": True,
+        }
+    )
     assert reply["lastErrorObject"] == {"n": 1, "updatedExisting": False, "upserted": 9}
     assert reply["value"] == {"_id": 9, "y": 1}
     reply = node.run({"findandmodify": "c", "query": {"_id": 1}, "remove": True})
@@ -430,10 +512,16 @@ def test_find_and_modify_update_remove_upsert(node):
     node.assert_replays()
 
 
-@pytest.mark.parametrize("extra", [
-    {}, {"remove": True, "update": {"$set": {"a": 1}}}, {"remove": True, "upsert": True},
-    {"remove": True, "new": True}, {"update": 5},
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"remove": True, "update": {"$set": {"a": 1}}},
+        {"remove": True, "upsert": True},
+        {"remove": True, "new": True},
+        {"update": 5},
+    ],
+)
 def test_find_and_modify_validation(node, extra):
     insert(node, {"_id": 1})
     exc = node.error({"findAndModify": "c", "query": {}, **extra})
@@ -442,8 +530,7 @@ def test_find_and_modify_validation(node, extra):
 
 def test_find_and_modify_duplicate_key_is_a_command_error(node):
     insert(node, {"_id": 1, "a": 1}, {"_id": 2, "a": 2})
-    node.run({"createIndexes": "c", "indexes": [{"key": {"a": 1}, "name": "a_1",
-                                                  "unique": True}]})
+    node.run({"createIndexes": "c", "indexes": [{"key": {"a": 1}, "name": "a_1", "unique": True}]})
     exc = node.error({"findAndModify": "c", "query": {"_id": 2}, "update": {"$set": {"a": 1}}})
     assert exc.code == 11000 and exc.extra["keyValue"] == {"a": 1}
     assert node.docs()[1] == {"_id": 2, "a": 2}
@@ -462,8 +549,13 @@ def test_count_with_query_skip_limit(node):
 
 
 def test_distinct_flattens_arrays_and_follows_dotted_paths(node):
-    insert(node, {"a": [1, 2, [3]], "b": {"c": "x"}}, {"a": 1.0, "b": [{"c": "y"}, {"c": "x"}]},
-           {"a": None}, {"z": 1})
+    insert(
+        node,
+        {"a": [1, 2, [3]], "b": {"c": "x"}},
+        {"a": 1.0, "b": [{"c": "y"}, {"c": "x"}]},
+        {"a": None},
+        {"z": 1},
+    )
     assert node.run({"distinct": "c", "key": "a"})["values"] == [None, 1, 2, [3]]
     assert node.run({"distinct": "c", "key": "b.c"})["values"] == ["x", "y"]
     assert node.run({"distinct": "c", "key": "a", "query": {"z": 1}})["values"] == []
@@ -484,8 +576,7 @@ def test_create_options_and_conflicts(node):
     assert node.error({"create": "x", "validator": {"a": 1}}).code == 72
     assert node.error({"create": "system.x"}).code == 73
     assert node.error({"create": "oplog.rs"}, db="local").code == 48
-    assert node.entries()[0]["o"] == {"create": "capped", "capped": True, "size": 4096,
-                                      "max": 10}
+    assert node.entries()[0]["o"] == {"create": "capped", "capped": True, "size": 4096, "max": 10}
     assert len(node.entries()) == 1
     node.assert_replays()
 
@@ -500,53 +591,78 @@ def test_drop_and_drop_database(node):
     assert node.run({"dropDatabase": 1}) == {"dropped": "test", "ok": 1.0}
     assert node.run({"dropDatabase": 1}) == {"ok": 1.0}
     assert node.store.database_names() == []
-    assert [e["o"] for e in node.entries() if e["op"] == "c"][-2:] == [{"drop": "c"},
-                                                                       {"dropDatabase": 1}]
+    assert [e["o"] for e in node.entries() if e["op"] == "c"][-2:] == [
+        {"drop": "c"},
+        {"dropDatabase": 1},
+    ]
     node.assert_replays()
 
 
 def test_create_indexes_reply_and_oplog(node):
-    reply = node.run({"createIndexes": "c", "indexes": [
-        {"key": {"a": 1}, "name": "a_1", "unique": True},
-        {"key": {"b": -1, "c": 1}, "name": "b_-1_c_1", "sparse": True}]})
-    assert reply == {"numIndexesBefore": 1, "numIndexesAfter": 3,
-                     "createdCollectionAutomatically": True, "ok": 1.0}
+    reply = node.run(
+        {
+            "createIndexes": "c",
+            "indexes": [
+                {"key": {"a": 1}, "name": "a_1", "unique": True},
+                {"key": {"b": -1, "c": 1}, "name": "b_-1_c_1", "sparse": True},
+            ],
+        }
+    )
+    assert reply == {
+        "numIndexesBefore": 1,
+        "numIndexesAfter": 3,
+        "createdCollectionAutomatically": True,
+        "ok": 1.0,
+    }
     assert [e["o"] for e in node.entries()] == [
         {"create": "c"},
         {"createIndexes": "c", "v": 2, "key": {"a": 1}, "name": "a_1", "unique": True},
-        {"createIndexes": "c", "v": 2, "key": {"b": -1, "c": 1}, "name": "b_-1_c_1",
-         "sparse": True}]
-    again = node.run({"createIndexes": "c", "indexes": [{"key": {"a": 1}, "name": "a_1",
-                                                         "unique": True}]})
-    assert again == {"numIndexesBefore": 3, "numIndexesAfter": 3,
-                     "createdCollectionAutomatically": False,
-                     "note": "all indexes already exist", "ok": 1.0}
+        {
+            "createIndexes": "c",
+            "v": 2,
+            "key": {"b": -1, "c": 1},
+            "name": "b_-1_c_1",
+            "sparse": True,
+        },
+    ]
+    again = node.run(
+        {"createIndexes": "c", "indexes": [{"key": {"a": 1}, "name": "a_1", "unique": True}]}
+    )
+    assert again == {
+        "numIndexesBefore": 3,
+        "numIndexesAfter": 3,
+        "createdCollectionAutomatically": False,
+        "note": "all indexes already exist",
+        "ok": 1.0,
+    }
     assert len(node.entries()) == 3
     node.assert_replays()
 
 
-@pytest.mark.parametrize("spec, code", [
-    ({"key": {"a": -1}, "name": "a_1"}, 86),                 # same name, other key
-    ({"key": {"a": 1}, "name": "a_1", "sparse": True}, 86),  # same name, other options
-    ({"key": {"a": 1}, "name": "other"}, 85),                # same key, other name
-    ({"key": {"a": 1}, "name": "x", "sparse": True}, 85),    # same key, other name+options
-    ({"key": {"_id": 1}, "name": "id2"}, 85),
-    ({"key": {"b": 1}, "name": "_id_"}, 2),
-    ({"key": {"b": "hashed"}, "name": "h"}, 67),
-    ({"key": {"b": "bogus"}, "name": "h"}, 67),
-    ({"key": {"b": 0}, "name": "h"}, 67),
-    ({"key": {}, "name": "h"}, 67),
-    ({"key": {"$b": 1}, "name": "h"}, 67),
-    ({"key": {"b": 1}}, 9),
-    ({"name": "h"}, 9),
-    ({"key": {"b": 1}, "name": "h", "weird": 1}, 197),
-    ({"key": {"b": 1}, "name": "h", "partialFilterExpression": {}}, 67),
-])
+@pytest.mark.parametrize(
+    "spec, code",
+    [
+        ({"key": {"a": -1}, "name": "a_1"}, 86),  # same name, other key
+        ({"key": {"a": 1}, "name": "a_1", "sparse": True}, 86),  # same name, other options
+        ({"key": {"a": 1}, "name": "other"}, 85),  # same key, other name
+        ({"key": {"a": 1}, "name": "x", "sparse": True}, 85),  # same key, other name+options
+        ({"key": {"_id": 1}, "name": "id2"}, 85),
+        ({"key": {"b": 1}, "name": "_id_"}, 2),
+        ({"key": {"b": "hashed"}, "name": "h"}, 67),
+        ({"key": {"b": "bogus"}, "name": "h"}, 67),
+        ({"key": {"b": 0}, "name": "h"}, 67),
+        ({"key": {}, "name": "h"}, 67),
+        ({"key": {"$b": 1}, "name": "h"}, 67),
+        ({"key": {"b": 1}}, 9),
+        ({"name": "h"}, 9),
+        ({"key": {"b": 1}, "name": "h", "weird": 1}, 197),
+        ({"key": {"b": 1}, "name": "h", "partialFilterExpression": {}}, 67),
+    ],
+)
 def test_create_indexes_conflicts_and_bad_specs_change_nothing(node, spec, code):
     node.run({"createIndexes": "c", "indexes": [{"key": {"a": 1}, "name": "a_1"}]})
     before = (node.store.content_hash(), len(node.oplog))
-    exc = node.error({"createIndexes": "c", "indexes": [{"key": {"z": 1}, "name": "z_1"},
-                                                         spec]})
+    exc = node.error({"createIndexes": "c", "indexes": [{"key": {"z": 1}, "name": "z_1"}, spec]})
     assert exc.code == code, exc.errmsg
     assert (node.store.content_hash(), len(node.oplog)) == before
 
@@ -554,8 +670,15 @@ def test_create_indexes_conflicts_and_bad_specs_change_nothing(node, spec, code)
 def test_unique_index_over_duplicates_fails_atomically(node):
     insert(node, {"_id": 1, "a": 1}, {"_id": 2, "a": 1})
     before = (node.store.content_hash(), len(node.oplog))
-    exc = node.error({"createIndexes": "c", "indexes": [
-        {"key": {"b": 1}, "name": "b_1"}, {"key": {"a": 1}, "name": "a_1", "unique": True}]})
+    exc = node.error(
+        {
+            "createIndexes": "c",
+            "indexes": [
+                {"key": {"b": 1}, "name": "b_1"},
+                {"key": {"a": 1}, "name": "a_1", "unique": True},
+            ],
+        }
+    )
     assert exc.code == 11000 and "dup key: { a: 1 }" in exc.errmsg
     assert (node.store.content_hash(), len(node.oplog)) == before
     exc = node.error({"createIndexes": "new", "indexes": [{"key": {"a": "text"}, "name": "t"}]})
@@ -563,9 +686,16 @@ def test_unique_index_over_duplicates_fails_atomically(node):
 
 
 def test_drop_indexes_forms_and_errors(node):
-    node.run({"createIndexes": "c", "indexes": [{"key": {"a": 1}, "name": "a_1"},
-                                                 {"key": {"b": 1}, "name": "b_1"},
-                                                 {"key": {"c": 1}, "name": "c_1"}]})
+    node.run(
+        {
+            "createIndexes": "c",
+            "indexes": [
+                {"key": {"a": 1}, "name": "a_1"},
+                {"key": {"b": 1}, "name": "b_1"},
+                {"key": {"c": 1}, "name": "c_1"},
+            ],
+        }
+    )
     assert node.run({"dropIndexes": "c", "index": "a_1"}) == {"nIndexesWas": 4, "ok": 1.0}
     assert node.run({"dropIndexes": "c", "index": {"b": 1}})["nIndexesWas"] == 3
     assert node.error({"dropIndexes": "c", "index": "a_1"}).code == 27
@@ -582,13 +712,13 @@ def test_drop_indexes_forms_and_errors(node):
 
 
 def test_list_indexes_and_collections(node):
-    node.run({"createIndexes": "c", "indexes": [{"key": {"a": 1}, "name": "a_1",
-                                                  "unique": True}]})
+    node.run({"createIndexes": "c", "indexes": [{"key": {"a": 1}, "name": "a_1", "unique": True}]})
     node.run({"create": "b"})
     reply = node.run({"listIndexes": "c"})
     assert reply["cursor"]["firstBatch"] == [
         {"v": 2, "key": {"_id": 1}, "name": "_id_"},
-        {"v": 2, "key": {"a": 1}, "name": "a_1", "unique": True}]
+        {"v": 2, "key": {"a": 1}, "name": "a_1", "unique": True},
+    ]
     assert reply["cursor"]["ns"] == "test.$cmd.listIndexes.c"
     assert node.error({"listIndexes": "zz"}).code == 26
     batch = node.run({"listCollections": 1})["cursor"]["firstBatch"]
@@ -609,8 +739,7 @@ def test_list_databases(node):
     test = reply["databases"][1]
     assert test["sizeOnDisk"] > 0 and test["empty"] is False
     assert reply["totalSize"] >= test["sizeOnDisk"]
-    only = node.run({"listDatabases": 1, "nameOnly": True, "filter": {"name": "test"}},
-                    db="admin")
+    only = node.run({"listDatabases": 1, "nameOnly": True, "filter": {"name": "test"}}, db="admin")
     assert only == {"databases": [{"name": "test"}], "ok": 1.0}
     assert node.error({"listDatabases": 1}).code == 13
 
@@ -643,8 +772,9 @@ def test_explain_shows_the_access_path_and_what_it_examined(node):
     assert reply["executionStats"]["totalKeysExamined"] == 0
     reply = node.run({"explain": {"find": "c", "filter": {"_id": 3}}})
     assert reply["queryPlanner"]["winningPlan"]["stage"] == "IDHACK"
-    reply = node.run({"explain": {"count": "c", "query": {"a": {"$gt": 7}}},
-                      "verbosity": "queryPlanner"})
+    reply = node.run(
+        {"explain": {"count": "c", "query": {"a": {"$gt": 7}}}, "verbosity": "queryPlanner"}
+    )
     assert reply["queryPlanner"]["winningPlan"]["indexName"] == "a_1"
     assert "executionStats" not in reply
     reply = node.run({"explain": {"delete": "c", "deletes": [{"q": {"a": 1}, "limit": 1}]}})
@@ -676,25 +806,46 @@ def test_find_on_the_oplog(node):
     docs = node.run({"find": "oplog.rs"}, db="local")["cursor"]["firstBatch"]
     assert len(docs) == 21 and docs[0]["o"] == {"create": "c"}
     assert isinstance(docs[0]["ts"], Timestamp) and docs[0]["v"] == 2
-    newest = node.run({"find": "oplog.rs", "sort": {"$natural": -1}, "limit": 1},
-                      db="local")["cursor"]["firstBatch"]
+    newest = node.run({"find": "oplog.rs", "sort": {"$natural": -1}, "limit": 1}, db="local")[
+        "cursor"
+    ]["firstBatch"]
     assert newest[0]["o"] == {"_id": 19}
     ts = entries[10]["ts"]
     stamp = Timestamp(ts >> 32, ts & 0xFFFFFFFF)
-    after = node.run({"find": "oplog.rs", "filter": {"ts": {"$gt": stamp}, "op": "i"}},
-                     db="local")["cursor"]["firstBatch"]
+    after = node.run({"find": "oplog.rs", "filter": {"ts": {"$gt": stamp}, "op": "i"}}, db="local")[
+        "cursor"
+    ]["firstBatch"]
     assert [d["o"]["_id"] for d in after] == list(range(10, 20))
-    exact = node.run({"find": "oplog.rs", "filter": {"ts": stamp}},
-                     db="local")["cursor"]["firstBatch"]
+    exact = node.run({"find": "oplog.rs", "filter": {"ts": stamp}}, db="local")["cursor"][
+        "firstBatch"
+    ]
     assert [d["o"]["_id"] for d in exact] == [9]
-    older = node.run({"find": "oplog.rs", "filter": {"ts": {"$lte": stamp}},
-                      "sort": {"$natural": -1}}, db="local")["cursor"]["firstBatch"]
+    older = node.run(
+        {"find": "oplog.rs", "filter": {"ts": {"$lte": stamp}}, "sort": {"$natural": -1}},
+        db="local",
+    )["cursor"]["firstBatch"]
     assert [d["o"].get("_id") for d in older][:3] == [9, 8, 7] and len(older) == 11
 
 
 def test_every_handler_is_in_the_table():
-    for name in ("insert", "find", "getMore", "killCursors", "update", "delete",
-                 "findAndModify", "count", "distinct", "create", "drop", "dropDatabase",
-                 "createIndexes", "dropIndexes", "listIndexes", "listCollections",
-                 "listDatabases", "explain"):
+    for name in (
+        "insert",
+        "find",
+        "getMore",
+        "killCursors",
+        "update",
+        "delete",
+        "findAndModify",
+        "count",
+        "distinct",
+        "create",
+        "drop",
+        "dropDatabase",
+        "createIndexes",
+        "dropIndexes",
+        "listIndexes",
+        "listCollections",
+        "listDatabases",
+        "explain",
+    ):
         assert name in DATA_COMMANDS

@@ -41,8 +41,13 @@ def test_default_names_and_spec_documents():
     assert default_index_name((("a", 1), ("b.c", -1))) == "a_1_b.c_-1"
     assert default_index_name((("a", 1.0),)) == "a_1"
     s = spec("a", unique=True, sparse=True)
-    assert s.to_document() == {"v": 2, "key": {"a": 1}, "name": "a_1", "unique": True,
-                               "sparse": True}
+    assert s.to_document() == {
+        "v": 2,
+        "key": {"a": 1},
+        "name": "a_1",
+        "unique": True,
+        "sparse": True,
+    }
     assert spec("a").to_document() == {"v": 2, "key": {"a": 1}, "name": "a_1"}
     assert spec("a").same_key(IndexSpec("x", (("a", 1.0),)))
     assert not spec("a").same_key(spec(("a", -1)))
@@ -159,10 +164,13 @@ def test_id_index_range_is_built_lazily_and_maintained():
 
 def test_duplicate_key_message_matches_mongod():
     message = duplicate_key_message("db.coll", "name_1", {"name": "x"})
-    assert message == ('E11000 duplicate key error collection: db.coll index: name_1 '
-                       'dup key: { name: "x" }')
-    assert render_value({"a": 1, "b": 1.5, "c": None, "d": [1, True]}) == \
-        "{ a: 1, b: 1.5, c: null, d: [ 1, true ] }"
+    assert message == (
+        'E11000 duplicate key error collection: db.coll index: name_1 dup key: { name: "x" }'
+    )
+    assert (
+        render_value({"a": 1, "b": 1.5, "c": None, "d": [1, True]})
+        == "{ a: 1, b: 1.5, c: null, d: [ 1, true ] }"
+    )
     oid = ObjectId("64b7a0f0c0ffee0000000001")
     assert render_value(oid) == "ObjectId('64b7a0f0c0ffee0000000001')"
     assert render_value(2.0) == "2.0"

@@ -18,8 +18,14 @@ from replnode.storage.oplog import (
 
 
 def entry(ts, term=1, payload="x", op="i"):
-    return {"ts": ts, "t": term, "op": op, "ns": "db.c", "o": {"_id": ts, "p": payload},
-            "wall": ts * 1000}
+    return {
+        "ts": ts,
+        "t": term,
+        "op": op,
+        "ns": "db.c",
+        "o": {"_id": ts, "p": payload},
+        "wall": ts * 1000,
+    }
 
 
 def fill(oplog, start, count, term=1, payload="x"):
@@ -51,11 +57,14 @@ def test_append_with_given_raw_bytes_does_not_reencode():
     assert oplog.append(entry(1), raw).raw is raw
 
 
-@pytest.mark.parametrize("bad", [
-    entry(5),            # same ts
-    entry(4),            # older ts
-    entry(6, term=0),    # term went backwards
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        entry(5),  # same ts
+        entry(4),  # older ts
+        entry(6, term=0),  # term went backwards
+    ],
+)
 def test_out_of_order_append_is_an_invariant_violation(bad):
     oplog = Oplog(1 << 20)
     oplog.append(entry(5))
@@ -64,13 +73,16 @@ def test_out_of_order_append_is_an_invariant_violation(bad):
     assert len(oplog) == 1
 
 
-@pytest.mark.parametrize("bad", [
-    {"ts": 1, "t": 1, "op": "x", "ns": "a.b", "o": {}, "wall": 0},
-    {"ts": 0, "t": 1, "op": "i", "ns": "a.b", "o": {}, "wall": 0},
-    {"ts": 1, "t": 1, "op": "i", "ns": "a.b", "o": [], "wall": 0},
-    {"ts": 1, "t": 1, "op": "i", "o": {}, "wall": 0},
-    "not a dict",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"ts": 1, "t": 1, "op": "x", "ns": "a.b", "o": {}, "wall": 0},
+        {"ts": 0, "t": 1, "op": "i", "ns": "a.b", "o": {}, "wall": 0},
+        {"ts": 1, "t": 1, "op": "i", "ns": "a.b", "o": [], "wall": 0},
+        {"ts": 1, "t": 1, "op": "i", "o": {}, "wall": 0},
+        "not a dict",
+    ],
+)
 def test_malformed_entries_are_refused(bad):
     with pytest.raises(InvariantViolation):
         Oplog(1000).append(bad)
@@ -240,8 +252,15 @@ def test_standalone_sink_continues_after_an_existing_oplog():
 
 
 def test_entry_document_round_trip():
-    e = {"ts": make_ts(1_700_000_000, 2), "t": 3, "op": "u", "ns": "db.c",
-         "o": {"$set": {"a": 1}}, "o2": {"_id": 1}, "wall": 1_700_000_000_123}
+    e = {
+        "ts": make_ts(1_700_000_000, 2),
+        "t": 3,
+        "op": "u",
+        "ns": "db.c",
+        "o": {"$set": {"a": 1}},
+        "o2": {"_id": 1},
+        "wall": 1_700_000_000_123,
+    }
     doc = entry_to_document(e)
     assert doc["ts"] == Timestamp(1_700_000_000, 2)
     assert isinstance(doc["t"], Int64) and doc["t"] == 3 and doc["v"] == 2

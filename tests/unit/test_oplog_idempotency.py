@@ -23,8 +23,15 @@ small = st.integers(-3, 3)
 scalars = st.one_of(small, st.sampled_from(["s", "t", None, 1.5, True]))
 arrays = st.lists(small, max_size=3)
 docs = st.fixed_dictionaries(
-    {}, optional={"_id": ids, "x": scalars, "y": small, "arr": arrays, "sub": st.fixed_dictionaries(
-        {}, optional={"p": small, "q": arrays})})
+    {},
+    optional={
+        "_id": ids,
+        "x": scalars,
+        "y": small,
+        "arr": arrays,
+        "sub": st.fixed_dictionaries({}, optional={"p": small, "q": arrays}),
+    },
+)
 
 queries = st.one_of(
     st.just({}),
@@ -53,8 +60,9 @@ operator_updates = st.one_of(
 replacements = docs.map(lambda d: {k: v for k, v in d.items() if k != "_id"})
 updates = st.one_of(operator_updates, replacements)
 
-index_keys = st.sampled_from([{"x": 1}, {"y": -1}, {"x": 1, "y": 1}, {"arr": 1},
-                              {"sub.p": 1}, {"y": 1, "arr": 1}])
+index_keys = st.sampled_from(
+    [{"x": 1}, {"y": -1}, {"x": 1, "y": 1}, {"arr": 1}, {"sub.p": 1}, {"y": 1, "arr": 1}]
+)
 
 
 def _index_name(key):
@@ -63,26 +71,47 @@ def _index_name(key):
 
 def _cmd(kind, coll, draw):
     if kind == "insert":
-        return {"insert": coll, "documents": draw(st.lists(docs, min_size=1, max_size=3)),
-                "ordered": draw(st.booleans())}
+        return {
+            "insert": coll,
+            "documents": draw(st.lists(docs, min_size=1, max_size=3)),
+            "ordered": draw(st.booleans()),
+        }
     if kind == "update":
         u = draw(updates)
         multi = draw(st.booleans()) and next(iter(u), "").startswith("$")
-        return {"update": coll, "updates": [{"q": draw(queries), "u": u, "multi": multi,
-                                             "upsert": draw(st.booleans())}]}
+        return {
+            "update": coll,
+            "updates": [
+                {"q": draw(queries), "u": u, "multi": multi, "upsert": draw(st.booleans())}
+            ],
+        }
     if kind == "delete":
-        return {"delete": coll, "deletes": [{"q": draw(queries), "limit": draw(st.sampled_from(
-            [0, 1]))}]}
+        return {
+            "delete": coll,
+            "deletes": [{"q": draw(queries), "limit": draw(st.sampled_from([0, 1]))}],
+        }
     if kind == "findAndModify":
         if draw(st.booleans()):
-            return {"findAndModify": coll, "query": draw(queries), "remove": True,
-                    "sort": {"y": -1}}
-        return {"findAndModify": coll, "query": draw(queries), "update": draw(updates),
-                "upsert": draw(st.booleans()), "new": draw(st.booleans()), "sort": {"_id": 1}}
+            return {
+                "findAndModify": coll,
+                "query": draw(queries),
+                "remove": True,
+                "sort": {"y": -1},
+            }
+        return {
+            "findAndModify": coll,
+            "query": draw(queries),
+            "update": draw(updates),
+            "upsert": draw(st.booleans()),
+            "new": draw(st.booleans()),
+            "sort": {"_id": 1},
+        }
     if kind == "createIndexes":
         key = draw(index_keys)
-        return {"createIndexes": coll, "indexes": [{"key": key, "name": _index_name(key),
-                                                    "unique": draw(st.booleans())}]}
+        return {
+            "createIndexes": coll,
+            "indexes": [{"key": key, "name": _index_name(key), "unique": draw(st.booleans())}],
+        }
     if kind == "dropIndexes":
         index = draw(st.one_of(st.just("*"), index_keys.map(_index_name)))
         return {"dropIndexes": coll, "index": index}
@@ -93,9 +122,20 @@ def _cmd(kind, coll, draw):
     return {"dropDatabase": 1}
 
 
-KINDS = ["insert"] * 4 + ["update"] * 4 + ["delete", "findAndModify", "findAndModify",
-                                           "createIndexes", "dropIndexes", "create", "drop",
-                                           "dropDatabase"]
+KINDS = (
+    ["insert"] * 4
+    + ["update"] * 4
+    + [
+        "delete",
+        "findAndModify",
+        "findAndModify",
+        "createIndexes",
+        "dropIndexes",
+        "create",
+        "drop",
+        "dropDatabase",
+    ]
+)
 
 
 @st.composite
@@ -115,8 +155,9 @@ def run_workload(workload):
     counters, cursors = Counters(oid_seed=1), CursorManager(seed=1)
     for db, cmd in workload:
         clock[0] += 7
-        ctx = DataContext(store=store, oplog=oplog, cursors=cursors, now_ms=clock[0],
-                          sink=sink, counters=counters)
+        ctx = DataContext(
+            store=store, oplog=oplog, cursors=cursors, now_ms=clock[0], sink=sink, counters=counters
+        )
         try:
             DATA_COMMANDS[next(iter(cmd))](ctx, db, cmd)
         except CommandError:
@@ -124,8 +165,13 @@ def run_workload(workload):
     return store, [r.entry for r in oplog.records_from()]
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(workloads(), st.data())
 def test_oplog_replay_reproduces_the_store_and_is_idempotent(workload, data):
     store, entries = run_workload(workload)
@@ -133,16 +179,16 @@ def test_oplog_replay_reproduces_the_store_and_is_idempotent(workload, data):
 
     replayed = Store()
     apply_batch(replayed, entries)
-    assert replayed.content_hash() == expected                    # (1) faithful
+    assert replayed.content_hash() == expected  # (1) faithful
 
     k = data.draw(st.integers(0, len(entries)), label="split")
     apply_batch(replayed, entries[k:])
-    assert replayed.content_hash() == expected                    # (2) any suffix again
+    assert replayed.content_hash() == expected  # (2) any suffix again
 
     twice = Store()
     apply_batch(twice, entries)
     apply_batch(twice, entries)
-    assert twice.content_hash() == expected                       # (3) twice equals once
+    assert twice.content_hash() == expected  # (3) twice equals once
 
 
 def test_workloads_exercise_every_entry_kind():
@@ -159,5 +205,13 @@ def test_workloads_exercise_every_entry_kind():
     ]
     _, entries = run_workload(workload)
     kinds = {(e["op"], next(iter(e["o"])) if e["op"] == "c" else "") for e in entries}
-    assert kinds == {("c", "create"), ("i", ""), ("u", ""), ("c", "createIndexes"),
-                     ("c", "dropIndexes"), ("d", ""), ("c", "drop"), ("c", "dropDatabase")}
+    assert kinds == {
+        ("c", "create"),
+        ("i", ""),
+        ("u", ""),
+        ("c", "createIndexes"),
+        ("c", "dropIndexes"),
+        ("d", ""),
+        ("c", "drop"),
+        ("c", "dropDatabase"),
+    }
