@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -307,3 +308,47 @@ def test_initiate_names_the_member_it_cannot_reach(ctl):
         ).stdout
     )
     assert found["ok"] == 1
+
+
+BOOK = Path(__file__).resolve().parents[2] / "scripts" / "book-example.sh"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="scripts/book-example.sh needs curl")
+def test_book_example_script_starts_initiates_and_stops(tmp_path):
+    base = free_base_port(3)
+    ports = f"{base},{base + 1},{base + 2}"
+    args = ["--dir", str(tmp_path / "data"), "--ports", ports]
+    try:
+        done = subprocess.run(
+            ["bash", str(BOOK), "127.0.0.2", *args],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert '"set": "mdbDefGuide"' in done.stdout and '"stateStr": "PRIMARY"' in done.stdout
+        assert "--smallfiles --oplogSize 200 --bind_ip 127.0.0.1,127.0.0.2" in done.stdout
+        hello = subprocess.run(
+            ["curl", "-fsS", f"http://127.0.0.2:{base + 2}/hello"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        assert json.loads(hello.stdout)["setName"] == "mdbDefGuide"
+        stopped = subprocess.run(
+            ["bash", str(BOOK), "stop", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert stopped.stdout.count("stopped rs") == 3
+    finally:
+        for i in (1, 2, 3):
+            pidfile = tmp_path / "data" / f"rs{i}.pid"
+            if pidfile.exists():
+                pid = int(pidfile.read_text())
+                if _ours(pid, str(tmp_path / "data" / f"rs{i}")):
+                    os.kill(pid, signal.SIGKILL)
