@@ -42,7 +42,7 @@ def validate_db_name(db: str) -> None:
         raise CommandError("InvalidNamespace", "Invalid database name: ''")
     if len(db.encode()) >= limits.db_name_bytes_max:
         raise CommandError("InvalidNamespace", f"db name is too long: '{db}'")
-    if any(c in _BAD_DB_CHARS for c in db):
+    if not _BAD_DB_CHARS.isdisjoint(db):
         raise CommandError("InvalidNamespace", f"Invalid database name: '{db}'")
 
 
