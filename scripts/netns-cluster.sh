@@ -68,7 +68,11 @@ find_tools() {
 ns() { echo "$NS_PREFIX$1"; }
 addr() { echo "$SUBNET.$1"; }
 in_ns() { local i=$1; shift; ip netns exec "$(ns "$i")" "$@"; }
-check_member() { [[ $1 =~ ^[0-9]+$ ]] && ((1 <= $1 && $1 <= N)) || die "no member $1 (1..$N)"; }
+check_member() {
+    if ! [[ $1 =~ ^[0-9]+$ ]] || ((1 > $1 || $1 > N)); then die "no member $1 (1..$N)"; fi
+    ip netns list | grep -qw "^$(ns "$1")" ||
+        die "namespace $(ns "$1") does not exist; start the cluster with: $0 up"
+}
 
 # ---------------------------------------------------------------------- network
 
@@ -233,7 +237,7 @@ cmd_cut() {
 
 cmd_heal() {
     need_root_tools
-    local i j
+    local i
     if [[ $# -eq 2 ]]; then
         check_member "$1"; check_member "$2"
         unblock "$1" "$2"
@@ -269,7 +273,7 @@ cmd_exec() {
 
 cmd_stop() {
     need_root_tools
-    local i pid tries
+    local i pid tries name link
     for ((i = 1; i <= N; i++)); do
         if pid=$(member_pid "$i"); then
             kill -TERM "$pid" || true
@@ -280,7 +284,7 @@ cmd_stop() {
         fi
         rm -f "$(pidfile "$i")"
     done
-    for name in $(ip netns list | awk '{print $1}' | grep -E "^$NS_PREFIX[0-9]+$" || true); do
+    for name in $(ip netns list | awk '{print $1}' | grep -E "^${NS_PREFIX}[0-9]+$" || true); do
         ip netns del "$name" && echo "deleted namespace $name"
     done
     for link in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 |
