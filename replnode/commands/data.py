@@ -149,7 +149,15 @@ class Counters:
 
 @dataclass
 class DataContext:
-    """Everything a data command may touch, for one command."""
+    """Everything a data command may touch, for one command.
+
+    `now_ms` is the wall clock in ms ($currentDate, generated ObjectIds, cursor idling).
+    `sink` None makes the context read-only: write handlers raise NotWritablePrimary.
+    `overlay(ns)` gives the majority-committed view of a namespace for reads.
+    `build_indexes` is this member's setting; handlers only run writes on a primary,
+    which always builds indexes, so it is informational here (apply honours it).
+    `counters` outlives the command (serverStatus figures, the ObjectId sequence).
+    """
 
     store: Store
     oplog: Oplog | None
