@@ -231,6 +231,18 @@ def _heard_from(m: dict[str, Any], now: Any) -> str:
     )
 
 
+def short_reason(message: str) -> str:
+    """A heartbeat error in a few words (the full text is in `status --json`)."""
+    lowered = message.lower()
+    if "connect call failed" in lowered or "connection refused" in lowered:
+        return "connection refused"
+    if "timeout" in lowered or "timed out" in lowered:
+        return "no reply in time"
+    if "name or service not known" in lowered or "nodename nor servname" in lowered:
+        return "host name does not resolve"
+    return message if len(message) <= 80 else message[:77] + "..."
+
+
 def member_problem(
     m: dict[str, Any],
     status: dict[str, Any],
@@ -243,7 +255,7 @@ def member_problem(
     name, state = m.get("name", "?"), int(m.get("state", 6))
     info = m.get("infoMessage") or m.get("lastHeartbeatMessage") or ""
     if not m.get("health", 0) or state == 8:
-        why = m.get("lastHeartbeatMessage") or "no heartbeat reply"
+        why = short_reason(str(m.get("lastHeartbeatMessage") or "")) or "no heartbeat reply"
         return f"{name}: not reachable ({why}); {_heard_from(m, status.get('date'))}"
     if m.get("self") and status.get("tooStale"):
         return (

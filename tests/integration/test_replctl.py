@@ -109,7 +109,7 @@ class Ctl:
         text = self.run("--host", host, "status", check=False).stdout
         raise AssertionError(f"timed out waiting for {what}; last status:\n{text}")
 
-    def spawn_member(self, i: int) -> str:
+    def spawn_member(self, i: int, *extra: str) -> str:
         dbpath = self.dir / f"extra{i}"
         dbpath.mkdir(parents=True)
         log = open(dbpath / "replnode.log", "wb")  # closed once the child has it
@@ -128,6 +128,7 @@ class Ctl:
                 str(dbpath / "db"),
                 "--oplogSize",
                 "16",
+                *extra,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -222,9 +223,27 @@ def test_busy_port_is_refused_with_a_suggestion(ctl):
 
 def test_add_and_remove_a_member_started_by_hand(ctl):
     ctl.start()
-    new = ctl.spawn_member(3)
+    insert = '{"insert": "c", "documents": [{"x": 1}, {"x": 2}], "writeConcern": {"w": 3}}'
+    ctl.run("--host", ctl.host(0), "command", "test", insert, "--primary")
+    hang = "failpoint.initialSyncHangBeforeFinish=1"
+    new = ctl.spawn_member(3, "--setParameter", "enableTestCommands=1", "--setParameter", hang)
     out = ctl.run("--host", ctl.host(0), "add", new).stdout
     assert f"added {new} as member _id 3 (config version 2" in out
+    # Initial sync holds before it finishes: status shows STARTUP2 with a progress bar.
+    ctl.wait_status(
+        ctl.host(0),
+        lambda d: any(m["name"] == new and m["state"] == 5 for m in d["members"]),
+        "the new member in STARTUP2",
+    )
+    deadline = time.monotonic() + 20
+    text = ""
+    while time.monotonic() < deadline and f"{new} initial sync from" not in text:
+        text = ctl.run("--host", ctl.host(0), "status", "--watch", "0.2", "--count", "1").stdout
+    assert f"{new}: initial sync in progress (from " in text
+    bar = next(line for line in text.splitlines() if line.startswith(f"{new} initial sync"))
+    assert "(attempt 1): [" in bar and "2 docs" in bar
+    off = '{"configureFailPoint": "initialSyncHangBeforeFinish", "mode": "off"}'
+    ctl.run("--host", new, "command", "admin", off)
     ctl.wait_status(
         ctl.host(0),
         lambda d: any(m["name"] == new and m["state"] == 2 for m in d["members"]),

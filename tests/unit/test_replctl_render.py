@@ -106,6 +106,13 @@ def test_down_member_is_explained_with_heartbeat_message_and_age():
     assert not v.healthy
     assert v.headline == "degraded: primary h0:27017, 1/2 secondaries within 1 s"
     assert v.problems == ["h2:27017: not reachable (connection refused); last heard from 12 s ago"]
+    s["members"][2]["lastHeartbeatMessage"] = (
+        "ClientConnectorError: Cannot connect to host h2:27017 ssl:default [Connect call failed "
+        "('10.0.0.2', 27017)]"
+    )
+    assert render.verdict(s).problems[0].startswith("h2:27017: not reachable (connection refused)")
+    s["members"][2]["lastHeartbeatMessage"] = "TimeoutError: heartbeat to h2:27017"
+    assert "(no reply in time)" in render.verdict(s).problems[0]
 
 
 def test_lagging_secondary_is_reported_with_its_lag():
