@@ -53,6 +53,7 @@ def note(text: str) -> None:
 
 
 def seeds_of(args: argparse.Namespace) -> list[str]:
+    """The --host value as a list of member addresses."""
     return parse_seeds(args.host)
 
 
@@ -106,6 +107,7 @@ def status_text(client: Client, lag_ok_s: float) -> tuple[str, bool]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """`status`: the verdict and table, raw JSON, or a refreshing view."""
     if args.watch is not None:
         return _watch(args)
     client = member(args)
@@ -137,11 +139,13 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def cmd_conf(args: argparse.Namespace) -> int:
+    """`conf`: the current config, as rs.conf() shows it."""
     out(to_json(member(args).command({"replSetGetConfig": 1})["config"], indent=2))
     return 0
 
 
 def cmd_hello(args: argparse.Namespace) -> int:
+    """`hello`: what drivers see when they discover the set."""
     out(to_json(member(args).get_doc("/hello"), indent=2))
     return 0
 
@@ -150,6 +154,7 @@ def cmd_hello(args: argparse.Namespace) -> int:
 
 
 def _set_name(client: Client) -> str:
+    """The --replSet the member was started with (for a config built from --members)."""
     opts = client.command({"getCmdLineOpts": 1})
     name = ((opts.get("parsed") or {}).get("replication") or {}).get("replSetName")
     if not name:
@@ -175,6 +180,7 @@ def initiate_document(args: argparse.Namespace, client: Client) -> dict[str, Any
 
 
 def cmd_initiate(args: argparse.Namespace) -> int:
+    """`initiate`: replSetInitiate on --host; the server names members it cannot reach."""
     client = first_reachable(seeds_of(args)[:1], args.timeout)
     doc = initiate_document(args, client)
     reply = client.command({"replSetInitiate": doc})
@@ -234,6 +240,7 @@ def reconfig_edit(
 
 
 def member_options(args: argparse.Namespace, arbiter: bool) -> rsconf.MemberOptions:
+    """`add`'s flags as a MemberOptions."""
     return rsconf.MemberOptions(
         priority=getattr(args, "priority", None),
         votes=getattr(args, "votes", None),
@@ -245,6 +252,7 @@ def member_options(args: argparse.Namespace, arbiter: bool) -> rsconf.MemberOpti
 
 
 def cmd_add(args: argparse.Namespace, arbiter: bool = False) -> int:
+    """`add` / `add-arbiter`: one more member, through a reconfig on the primary."""
     opts = member_options(args, arbiter)
     notes: list[str] = []
 
@@ -269,10 +277,13 @@ def cmd_add(args: argparse.Namespace, arbiter: bool = False) -> int:
 
 
 def cmd_add_arbiter(args: argparse.Namespace) -> int:
+    """`add-arbiter`: `add` with arbiterOnly."""
     return cmd_add(args, arbiter=True)
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
+    """`remove`: the config without that member, through a reconfig on the primary."""
+
     def edit(client: Client, current: dict[str, Any]) -> dict[str, Any]:
         if normalize_host(args.member) == client.host:
             raise CtlError(
@@ -293,6 +304,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_reconfig(args: argparse.Namespace) -> int:
+    """`reconfig FILE`: the file's config with the next version (or forced on --host)."""
     wanted = rsconf.strip_config(from_json(Path(args.file).read_text()))
     if args.force:
         client = member(args)
@@ -321,6 +333,7 @@ def cmd_reconfig(args: argparse.Namespace) -> int:
 
 
 def cmd_step_down(args: argparse.Namespace) -> int:
+    """`step-down`: replSetStepDown on the primary, then name its successor."""
     cmd: dict[str, Any] = {"replSetStepDown": args.secs}
     if args.catch_up is not None:
         cmd["secondaryCatchUpPeriodSecs"] = args.catch_up
@@ -343,6 +356,7 @@ def cmd_step_down(args: argparse.Namespace) -> int:
 
 
 def _simple(args: argparse.Namespace, cmd: dict[str, Any], done: str) -> int:
+    """Send one command to --host and print a one-line outcome (or the reply with --json)."""
     client = member(args)
     reply = client.command(cmd)
     if args.json:
@@ -356,6 +370,7 @@ def _simple(args: argparse.Namespace, cmd: dict[str, Any], done: str) -> int:
 
 
 def cmd_freeze(args: argparse.Namespace) -> int:
+    """`freeze`: keep --host from standing for election for a while (0 unfreezes)."""
     done = (
         "{host} unfrozen"
         if args.secs <= 0
@@ -365,6 +380,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
 
 
 def cmd_sync_from(args: argparse.Namespace) -> int:
+    """`sync-from`: override --host's sync source."""
     target = normalize_host(args.member)
     return _simple(
         args,
@@ -374,6 +390,7 @@ def cmd_sync_from(args: argparse.Namespace) -> int:
 
 
 def cmd_resync(args: argparse.Namespace) -> int:
+    """`resync`: wipe --host's data and run initial sync again."""
     return _simple(
         args,
         {"replSetResync": 1},
@@ -383,6 +400,7 @@ def cmd_resync(args: argparse.Namespace) -> int:
 
 
 def cmd_maintenance(args: argparse.Namespace) -> int:
+    """`maintenance on|off`: RECOVERING on purpose, so --host serves no reads."""
     on = args.mode == "on"
     return _simple(
         args,
@@ -392,6 +410,7 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
 
 
 def cmd_replication_info(args: argparse.Namespace) -> int:
+    """`replication-info`: the oplog's size and the time span it covers."""
     client = member(args)
     hello = client.get_doc("/hello")
     if hello.get("arbiterOnly"):
@@ -403,12 +422,14 @@ def cmd_replication_info(args: argparse.Namespace) -> int:
 
 
 def cmd_secondary_info(args: argparse.Namespace) -> int:
+    """`secondary-info`: how far each secondary is behind the primary."""
     info = member(args).command({"getSecondaryReplicationInfo": 1})
     out(to_json(info, indent=2) if args.json else render.secondary_info_text(info))
     return 0
 
 
 def cmd_command(args: argparse.Namespace) -> int:
+    """`command DB JSON`: any command document, Extended JSON in and out."""
     doc = from_json(args.document)
     if not isinstance(doc, dict) or not doc:
         raise CtlError("the command must be a non-empty JSON object, e.g. '{\"ping\": 1}'")
@@ -442,6 +463,7 @@ def wait_for_primary(seeds: list[str], timeout_s: float) -> str:
 
 
 def _wait_ready(seeds: list[str], timeout_s: float) -> str:
+    """Poll /readyz of the seeds until one answers 200; its address."""
     deadline = time.monotonic() + timeout_s
     last = ""
     while time.monotonic() < deadline:
@@ -459,6 +481,7 @@ def _wait_ready(seeds: list[str], timeout_s: float) -> str:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
+    """`wait`: block until there is a writable primary (or --host is ready); for scripts."""
     seeds = seeds_of(args)
     if args.ready:
         out(f"ready: {_wait_ready(seeds, args.timeout)}")
@@ -480,6 +503,7 @@ def connection_info(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_uri(args: argparse.Namespace) -> int:
+    """`uri`: the connection string and HTTP base URLs from the config."""
     config = member(args).command({"replSetGetConfig": 1})["config"]
     info = connection_info(config)
     if args.json:

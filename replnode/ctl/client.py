@@ -123,6 +123,7 @@ class Client:
         self.timeout_s = timeout_s
 
     def _request(self, path: str, body: Any = None) -> tuple[int, Any]:
+        """One HTTP exchange; connection failures become Unreachable."""
         data = to_json(body).encode() if body is not None else None
         req = urllib.request.Request(
             base_url(self.host) + path,
@@ -161,6 +162,7 @@ class Client:
         return body
 
     def _checked(self, body: Any) -> dict[str, Any]:
+        """The reply document, or ServerError for {ok: 0}."""
         if not isinstance(body, dict):
             raise CtlError(f"{self.host} answered something that is not a document: {body!r}")
         if not body.get("ok"):
@@ -169,6 +171,7 @@ class Client:
 
 
 def _decode(raw: bytes) -> Any:
+    """Extended JSON when the body is JSON, else the text (error pages)."""
     if not raw:
         return {}
     try:

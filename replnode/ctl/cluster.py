@@ -69,6 +69,7 @@ class ClusterState:
 
     @property
     def hosts(self) -> list[str]:
+        """Every member's address, in node order."""
         return [n.host for n in self.nodes]
 
 
@@ -76,6 +77,7 @@ class ClusterState:
 
 
 def state_path(directory: str | Path) -> Path:
+    """Where cluster.json lives for a cluster directory."""
     return Path(directory) / STATE_FILE
 
 
@@ -107,6 +109,7 @@ def save_state(state: ClusterState) -> None:
 
 
 def _proc_state(pid: int) -> str | None:
+    """The one-letter process state from /proc (Z for a zombie), None if gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -180,6 +183,7 @@ def spawn(node: NodeInfo, cwd: str) -> int:
 
 
 def log_tail(node: NodeInfo, lines: int = 15) -> str:
+    """The last lines of a member's log, to show why it failed to start."""
     try:
         text = Path(node.logpath).read_text(errors="replace")
     except OSError:
@@ -311,6 +315,7 @@ def build_state(args: argparse.Namespace) -> ClusterState:
 
 
 def _host(bind_ip: str, port: int) -> str:
+    """The member address for a bind address (loopback name for wildcard binds)."""
     ip = bind_ip.split(",")[0].strip()
     if ip in ("0.0.0.0", "::", "*"):
         ip = "localhost"
@@ -373,6 +378,7 @@ def initiate(state: ClusterState, timeout_s: float = INITIATE_TIMEOUT_S) -> bool
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    """`cluster start`: launch (or relaunch stopped) members, initiate, wait, report."""
     if state_path(args.dir).exists():
         state = load_state(args.dir)
         down = [n for n in state.nodes if not is_ours(n)]
@@ -463,6 +469,7 @@ def resolve_node(state: ClusterState, token: str) -> NodeInfo:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    """`cluster stop [NODE]`: end members by recorded pid."""
     state = load_state(args.dir)
     nodes = state.nodes if args.node in (None, "all") else [resolve_node(state, args.node)]
     lines = stop_nodes(nodes, args.stop_timeout)
@@ -473,6 +480,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """`cluster list`: each node's pid, liveness and state."""
     state = load_state(args.dir)
     rows = [
         {
@@ -501,6 +509,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
+    """`cluster kill NODE`: signal one member (SIGKILL by default) for failover drills."""
     state = load_state(args.dir)
     node = resolve_node(state, args.node)
     was = node_state(node)
@@ -514,6 +523,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
+    """`cluster restart NODE|all`: stop if running, start with the same command line."""
     state = load_state(args.dir)
     nodes = state.nodes if args.node == "all" else [resolve_node(state, args.node)]
     for line in stop_nodes([n for n in nodes if is_ours(n)], args.stop_timeout):
@@ -525,6 +535,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """`cluster status`: `status` against the cluster's running members."""
     state = load_state(args.dir)
     args.host = ",".join(n.host for n in state.nodes if is_ours(n)) or ",".join(state.hosts)
     return admin.cmd_status(args)

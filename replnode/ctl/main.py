@@ -33,6 +33,8 @@ HINTS = {
 
 
 class _Parser(argparse.ArgumentParser):
+    """Usage errors exit with status 2 and one `replctl: error:` line."""
+
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         sys.stderr.write(f"replctl: error: {message}\n")
@@ -68,6 +70,7 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
 def _sub(
     subs: Any, name: str, handler: Handler, help_text: str, aliases: tuple[str, ...] = ()
 ) -> argparse.ArgumentParser:
+    """One subcommand with the common options and its handler."""
     p: argparse.ArgumentParser = subs.add_parser(
         name, help=help_text, description=help_text, parents=[_common(True)], aliases=list(aliases)
     )
@@ -76,6 +79,7 @@ def _sub(
 
 
 def _add_status(subs: Any, handler: Handler, name: str = "status") -> None:
+    """`status` (also under `cluster`)."""
     p = _sub(subs, name, handler, "verdict, then one row per member (rs.status())")
     p.add_argument(
         "--watch",
@@ -100,6 +104,7 @@ def _add_status(subs: Any, handler: Handler, name: str = "status") -> None:
 
 
 def _add_member_edits(subs: Any) -> None:
+    """add, add-arbiter, remove, reconfig: config changes through the primary."""
     p = _sub(subs, "add", admin.cmd_add, "add a member (rs.add()): reconfig on the primary")
     p.add_argument("member", metavar="h:p")
     p.add_argument("--priority", type=float)
@@ -137,6 +142,7 @@ def _add_member_edits(subs: Any) -> None:
 
 
 def _add_member_commands(subs: Any) -> None:
+    """step-down, freeze, sync-from, resync, maintenance."""
     p = _sub(
         subs,
         "step-down",
@@ -179,6 +185,7 @@ def _add_member_commands(subs: Any) -> None:
 
 
 def _add_reports(subs: Any) -> None:
+    """conf, hello, replication-info, secondary-info, command, wait, uri."""
     _sub(subs, "conf", admin.cmd_conf, "print the config (rs.conf())", aliases=("config",))
     _sub(subs, "hello", admin.cmd_hello, "print the hello reply (rs.hello())")
     _sub(
@@ -209,6 +216,7 @@ def _add_reports(subs: Any) -> None:
 
 
 def _add_initiate(subs: Any) -> None:
+    """`initiate` with --config or --members."""
     p = _sub(subs, "initiate", admin.cmd_initiate, "initiate the set (rs.initiate())")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--config", metavar="FILE", help="Extended JSON config document")
@@ -224,6 +232,7 @@ def _add_initiate(subs: Any) -> None:
 
 
 def _add_cluster(subs: Any) -> None:
+    """`cluster start|stop|list|kill|restart|status`."""
     top = subs.add_parser(
         "cluster",
         help="a local set of background processes (mlaunch-style)",
@@ -285,6 +294,7 @@ def _add_cluster(subs: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole `replctl` grammar."""
     p = _Parser(
         prog="replctl",
         parents=[_common(False)],

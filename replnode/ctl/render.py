@@ -47,6 +47,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _naive(value: Any) -> datetime.datetime | None:
+    """A date as naive UTC, or None when it is not a date."""
     if not isinstance(value, datetime.datetime):
         return None
     if value.tzinfo is not None:
@@ -194,11 +195,13 @@ class Verdict:
     warnings: list[str] = field(default_factory=list)
 
     def text(self) -> str:
+        """Headline, problems (indented) and warnings, one per line."""
         lines = [self.headline, *(f"  - {p}" for p in self.problems), *self.warnings]
         return "\n".join(lines)
 
 
 def _member_time(m: dict[str, Any]) -> Any:
+    """The member's last applied wall time (ms precision), else its optime date."""
     return m.get("lastAppliedWallTime") or m.get("optimeDate")
 
 
@@ -224,6 +227,7 @@ def reference_member(members: list[dict[str, Any]]) -> tuple[dict[str, Any] | No
 
 
 def _heard_from(m: dict[str, Any], now: Any) -> str:
+    """How long ago anything was heard from a member."""
     ages = [seconds_between(now, m.get(k)) for k in ("lastHeartbeatRecv", "lastHeartbeat")]
     known = [a for a in ages if a is not None]
     return (
@@ -288,6 +292,7 @@ def member_problem(
 
 
 def _sync_progress_suffix(iss: dict[str, Any] | None) -> str:
+    """' (from SOURCE, N% copied)' for a member in initial sync."""
     if not iss:
         return ""
     total = iss.get("approxTotalDataSize") or 0
@@ -351,6 +356,7 @@ def verdict(
 
 
 def _is_arbiter_config(m: dict[str, Any], config: dict[str, Any] | None) -> bool:
+    """Whether the config says this member is an arbiter."""
     if config is None:
         return False
     return any(
@@ -490,6 +496,7 @@ def replication_info_text(info: dict[str, Any]) -> str:
 
 
 def _mb(value: Any) -> str:
+    """MB without trailing zeros."""
     try:
         f = float(value)
     except (TypeError, ValueError):
