@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -407,11 +408,23 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+def replctl_command() -> str:
+    """How to type replctl here: `replctl` if it is on PATH, else its path (e.g. .venv/bin)."""
+    if shutil.which("replctl"):
+        return "replctl"
+    beside = Path(sys.executable).with_name("replctl")
+    if beside.exists():
+        rel = os.path.relpath(beside)
+        return rel if not rel.startswith("..") else str(beside)
+    return f"{sys.executable} -m replnode.ctl.main"
+
+
 def connection_text(state: ClusterState, primary: str) -> str:
     """The uri, HTTP URLs and ready-to-paste commands for this cluster."""
     data = [n.host for n in state.nodes if not n.arbiter]
     rel = os.path.relpath(state.dir)
     d = rel if not rel.startswith("..") else state.dir
+    ctl = replctl_command()
     insert = (
         '{"insert": "people", "documents": [{"name": "ada"}], "writeConcern": {"w": "majority"}}'
     )
@@ -425,9 +438,9 @@ def connection_text(state: ClusterState, primary: str) -> str:
             f"curl -s http://{primary}/status",
             f"curl -s -X POST http://{primary}/command/test -H 'Content-Type: application/json' "
             f"-d '{insert}'",
-            f"replctl --host {primary} status",
-            f"replctl cluster kill primary --dir {d}    # failover drill",
-            f"replctl cluster stop --dir {d}",
+            f"{ctl} --host {primary} status",
+            f"{ctl} cluster kill primary --dir {d}    # failover drill",
+            f"{ctl} cluster stop --dir {d}",
         ]
     )
 
