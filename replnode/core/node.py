@@ -934,6 +934,7 @@ class Node:
             return
         self.elections_won += 1
         self.role = Role.LEADER
+        self._clear_sync_source("became primary")
         self._stop_fetching()
         self.apply_buffer_drain()
         self._set_state(S.PRIMARY, f"won_election votes={len(cand.yes)}/"

@@ -324,10 +324,10 @@ async def _get_cmd_line_opts(r: CommandRunner, db: str, cmd: dict[str, Any]) -> 
 
 
 async def _db_hash(r: CommandRunner, db: str, cmd: dict[str, Any]) -> dict[str, Any]:
-    """A digest of a database's documents and indexes, for comparing members."""
+    """A digest of a database's documents (not indexes, as mongod), for comparing members."""
     n = r.node
     return {"host": n.me.host if n.me else n.settings.default_host,
-            "md5": n.store.content_hash(dbs=[db]), "ok": 1.0}
+            "md5": n.store.content_hash(dbs=[db], indexes=False), "ok": 1.0}
 
 
 async def _list_commands(r: CommandRunner, db: str, cmd: dict[str, Any]) -> dict[str, Any]:

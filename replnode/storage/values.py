@@ -36,7 +36,7 @@ RANK_CODE = 60
 RANK_MAXKEY = 127
 
 _EPOCH = datetime.datetime(1970, 1, 1)
-_EPOCH_AWARE = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_EPOCH_AWARE = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 def datetime_to_ms(value: datetime.datetime) -> int:
