@@ -102,6 +102,9 @@ class SimCluster:
         self._log_capture = log_capture
         self.steps = 0
         self.observers: list[Callable[[SimCluster, str], None]] = []
+        # Called as hook(sim, dst, src, request) before a request is delivered; returning a
+        # positive number of ms holds the request that long (tests force interleavings).
+        self.request_hooks: list[Callable[[SimCluster, str, str, Any], int | None]] = []
         # vote bookkeeping for invariants: term -> candidate -> voters
         self.votes: dict[int, dict[int, set[int]]] = {}
         self.config_doc = {
@@ -243,8 +246,14 @@ class SimCluster:
                             (dst, src, inc, action.rpc_id, action.request, self.clock.now_ms,
                              action.timeout_ms))
 
-    def _deliver_request(self, payload: Any) -> None:
+    def _deliver_request(self, payload: Any, hooked: bool = False) -> None:
         dst, src, inc, rpc_id, request, sent_ms, timeout_ms = payload
+        if not hooked:
+            hold = max((hook(self, dst, src, request) or 0 for hook in self.request_hooks),
+                       default=0)
+            if hold > 0:
+                self.queue.push(self.clock.now_ms + hold, "held_request", payload)
+                return
         m = self.members[dst]
         if m.node is None:
             self.queue.push(self.clock.now_ms + 1, "fail", (src, inc, rpc_id, dst,
@@ -379,6 +388,8 @@ class SimCluster:
             self.queue.push(self.clock.now_ms + self.tick_ms, "tick", (host, inc))
         elif kind == "request":
             self._deliver_request(payload)
+        elif kind == "held_request":
+            self._deliver_request(payload, hooked=True)
         elif kind == "reply":
             src, inc, rpc_id, target, response, rtt = payload
             if self.members[src].incarnation == inc:
@@ -449,6 +460,28 @@ class SimCluster:
             return {"ok": 1.0, "n": 1, "optime": m.node.applied}  # type: ignore[union-attr]
 
         self._step(host, ClientWrite(op.op_id, do_insert, concern))
+        return op
+
+    def write_ops(self, host: str, entries: list[dict[str, Any]],
+                  concern: WriteConcern | None = None) -> ClientOp:
+        """Run oplog-shaped operations (any op, ns, o, o2) as one write through `host`."""
+        self._op_seq += 1
+        concern = concern or WriteConcern(w=1)
+        # Not in self.ops: the invariants there are about the single-document inserts.
+        op = ClientOp(self._op_seq, host, -1, concern, self.clock.now_ms)
+        m = self.members[host]
+        if m.node is None:
+            op.outcome = "failed"
+            return op
+        self._client_requests[(host, op.op_id)] = op
+
+        def do_ops(sink: OpSink) -> dict[str, Any]:
+            for e in entries:
+                storage_apply.apply_entry(m.node.store, e)  # type: ignore[union-attr]
+                sink.log(e["op"], e["ns"], e["o"], e.get("o2"))
+            return {"ok": 1.0, "n": len(entries), "optime": m.node.applied}  # type: ignore[union-attr]
+
+        self._step(host, ClientWrite(op.op_id, do_ops, concern))
         return op
 
     # ------------------------------------------------------------------ queries
