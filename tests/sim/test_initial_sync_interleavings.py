@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from replnode import limits
+from replnode.core.events import WriteConcern
 from replnode.core.initial_sync import Phase
 from replnode.core.messages import CloneBatchRequest
-from replnode.core.events import WriteConcern
 from replnode.domain import MemberState
 from replnode.testing.sim_cluster import SimCluster
 
