@@ -211,7 +211,8 @@ class Server:
                      rec.entries_replayed, rec.torn_tail_bytes, rec.last_optime, rec.elapsed_ms,
                      extra={"component": "STORAGE",
                             "attr": {"recoveryMillis": rec.elapsed_ms,
-                                     "oplogEntries": rec.entries_in_oplog}})
+                                     "oplogEntries": rec.entries_in_oplog,
+                                     "entriesReplayed": rec.entries_replayed}})
             journal = Journal(o.dbpath, o.journal_commit_interval_ms)
         hosts = ["0.0.0.0", "::"] if o.bind_ip_all else list(o.bind_ip)
         sockets = _bind_sockets(hosts, o.port)
