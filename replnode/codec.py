@@ -100,7 +100,9 @@ def _ext_hook(code: int, data: bytes) -> Any:
 def pack(obj: Any) -> bytes:
     """Encode a message or document to msgpack, keeping BSON types."""
     try:
-        return msgpack.packb(obj, default=_default, use_bin_type=True, strict_types=True)
+        packed: bytes = msgpack.packb(obj, default=_default, use_bin_type=True,
+                                      strict_types=True)
+        return packed
     except (TypeError, ValueError, OverflowError) as exc:
         raise RemoteProtocolError(f"cannot encode value: {exc}") from exc
 

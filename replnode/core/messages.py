@@ -15,7 +15,8 @@ import functools
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, TypeAlias, Union
+from collections.abc import Hashable
+from typing import Any, TypeAlias, Union, cast
 
 from replnode.domain import NULL_OPTIME, MemberState, OpTime
 from replnode.errors import RemoteProtocolError
@@ -292,7 +293,7 @@ def to_wire(value: Any) -> Any:
 
 
 @functools.cache
-def _hints(cls: type[Any]) -> dict[str, Any]:
+def _hints(cls: Any) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
@@ -301,10 +302,10 @@ def _decode(tp: Any, value: Any) -> Any:
         return value
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _decode(args[0], value)
+        return _decode(members[0], value)
     if tp is OpTime:
         if not isinstance(value, (list, tuple)) or len(value) != 2:
             raise RemoteProtocolError(f"bad optime {value!r}")
@@ -327,7 +328,7 @@ def from_wire(cls: type[Any], data: Any) -> Any:
     """Rebuild a message of type `cls` from `to_wire` output; RemoteProtocolError if malformed."""
     if not isinstance(data, dict):
         raise RemoteProtocolError(f"{cls.__name__}: expected a map, got {type(data).__name__}")
-    hints = _hints(cls)
+    hints = _hints(cast(Hashable, cls))
     try:
         kwargs = {f.name: _decode(hints[f.name], data[f.name]) for f in dataclasses.fields(cls)}
         return cls(**kwargs)

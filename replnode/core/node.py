@@ -2274,8 +2274,9 @@ class Node:
                 continue
             if view.state == S.SECONDARY and view.applied >= self.applied:
                 out.append(view)
-        out.sort(key=lambda v: (-(self.config.member(v.member_id).priority  # type: ignore
-                                  if self.config.member(v.member_id) else 0), v.member_id))
+        config = self.config
+        out.sort(key=lambda v: (-(config.member(v.member_id).priority  # type: ignore[union-attr]
+                                  if config.member(v.member_id) else 0), v.member_id))
         return out
 
     def _check_stepdown_attempt(self) -> None:

@@ -99,7 +99,7 @@ class ReplSetConfig:
     write_concern_majority_journal_default: bool = True
 
     # --- lookups ---
-    def member(self, member_id: MemberId) -> MemberConfig | None:
+    def member(self, member_id: int) -> MemberConfig | None:
         for m in self.members:
             if m.id == member_id:
                 return m

@@ -375,7 +375,7 @@ def _secondary_ok(pref: Any) -> bool:
     if mode not in ("primary", "primaryPreferred", "secondary", "secondaryPreferred",
                     "nearest"):
         raise CommandError("FailedToParse", f"Could not parse $readPreference mode {mode!r}")
-    return mode != "primary"
+    return bool(mode != "primary")
 
 
 _BAD_DB_CHARS = set('/\\. "$\0')

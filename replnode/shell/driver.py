@@ -105,9 +105,9 @@ class Driver:
                 log.info("rollback files written: %s", ", ".join(paths),
                          extra={"component": "ROLLBACK", "attr": {"files": paths}})
             case CancelRpc(rpc_id=rpc_id):
-                task = self._rpc_tasks.pop(rpc_id, None)
-                if task is not None:
-                    task.cancel()
+                pending = self._rpc_tasks.pop(rpc_id, None)
+                if pending is not None:
+                    pending.cancel()
 
     async def _call(self, send: Send) -> None:
         try:

@@ -169,7 +169,8 @@ async def handle_not_found(request: web.Request) -> web.Response:
 @web.middleware
 async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except web.HTTPRequestEntityTooLarge:
         return error_response(request, BodyTooLarge(
             f"request body exceeds the limit of {limits.request_body_bytes_max} bytes"))

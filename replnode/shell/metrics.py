@@ -107,7 +107,7 @@ class Metrics:
 
     def __init__(self, runner: Any) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(runner))  # type: ignore[arg-type]
+        self.registry.register(_Collector(runner))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -55,7 +55,7 @@ def _bind_sockets(hosts: list[str], port: int) -> list[socket.socket]:
         except socket.gaierror as exc:
             raise ConfigError([f"--bind_ip {host}: cannot resolve ({exc.strerror})"]) from None
         for family, socktype, proto, _, addr in infos:
-            key = (family, addr[0])
+            key = (int(family), str(addr[0]))
             if key in seen:
                 continue
             seen.add(key)
@@ -118,7 +118,7 @@ class AddressResolver:
         if name not in self._cache:
             try:
                 infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
-                self._cache[name] = any(self._local_ip(i[4][0]) for i in infos)
+                self._cache[name] = any(self._local_ip(str(i[4][0])) for i in infos)
             except OSError:
                 self._cache[name] = False
         return self._cache[name]

@@ -114,7 +114,7 @@ def _is_tail(data: bytes, pos: int, problem: str) -> bool:
     # A checksum mismatch is torn only when it is the last record in the data: its
     # declared length reaches the end (or past it) and nothing follows.
     length, _ = HEADER.unpack_from(data, pos)
-    return pos + HEADER.size + length >= len(data)
+    return bool(pos + HEADER.size + length >= len(data))
 
 
 @dataclass

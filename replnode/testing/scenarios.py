@@ -53,7 +53,7 @@ def random_run(seed: int, *, members: int = 3, duration_ms: int = 8_000, crashes
         if p is not None:
             for _ in range(rng.randint(1, 3)):
                 doc_id += 1
-                w: int | str = rng.choice(["majority", "majority", 1])
+                w: int | str = rng.choice(("majority", "majority", 1))
                 cluster.write(p, doc_id, WriteConcern(w=w, wtimeout_ms=2_000))
         if cluster.clock.now_ms >= next_fault:
             result.faults.append(_inject(cluster, rng, crashes))

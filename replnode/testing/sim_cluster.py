@@ -57,8 +57,8 @@ class SimMember:
     journal_flushed: list[tuple[str, Any]] = field(default_factory=list)
     journal_unflushed: list[tuple[str, Any]] = field(default_factory=list)
     flush_scheduled: bool = False
-    # handle -> (requester host, rpc_id, request, sent_ms, incarnation of requester)
-    pending: dict[int, tuple[str, int, Any, int]] = field(default_factory=dict)
+    # handle -> (requester host, rpc_id, (requester incarnation, sent_ms, timeout_ms), request)
+    pending: dict[int, tuple[str, int, tuple[int, int, int], Any]] = field(default_factory=dict)
     parked: list[tuple[int, FetchRequest, int]] = field(default_factory=list)  # handle, req, deadline
 
 
@@ -261,7 +261,7 @@ class SimCluster:
             return
         handle = self._next_handle
         self._next_handle += 1
-        m.pending[handle] = (src, rpc_id, (inc, sent_ms, timeout_ms), request)  # type: ignore
+        m.pending[handle] = (src, rpc_id, (inc, sent_ms, timeout_ms), request)
         self._step(dst, PeerRequestIn(handle, request))
 
     def _reply(self, host: str, handle: int, response: Any) -> None:
@@ -269,7 +269,7 @@ class SimCluster:
         entry = m.pending.get(handle)
         if entry is None:
             return
-        src, rpc_id, meta, request = entry  # type: ignore[misc]
+        src, rpc_id, meta, request = entry
         inc, sent_ms, timeout_ms = meta
         if isinstance(response, FetchResponse) and response.ok and not response.entries and \
                 isinstance(request, FetchRequest) and request.await_ms > 0:
@@ -314,7 +314,7 @@ class SimCluster:
         entry = m.pending.pop(handle, None)
         if entry is None or m.node is None:
             return
-        src, rpc_id, meta, _ = entry  # type: ignore[misc]
+        src, rpc_id, meta, _ = entry
         inc, sent_ms, timeout_ms = meta
         actions = m.node.step(PeerRequestIn(handle, req), self.clock.now_ms)
         self._journal(host)
