@@ -177,6 +177,10 @@ class SimCluster:
         if m.node is None:
             return
         m.node = None
+        # The requests it was serving (parked long-polls too) see their connections reset.
+        for src, rpc_id, (inc, _, _), _ in m.pending.values():
+            self.queue.push(self.clock.now_ms + self.net.delay(), "fail",
+                            (src, inc, rpc_id, host, "connection reset"))
         m.pending.clear()
         m.parked.clear()
         for key, op in list(self._client_requests.items()):
