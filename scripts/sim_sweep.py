@@ -51,8 +51,9 @@ def main() -> int:
             writes, steps, terms = writes + ok, steps + st, terms + pr
             if problem:
                 failures += 1
+                durable = " REPLNODE_DURABLE=1" if args.durable else ""
                 print(f"seed {seed} FAILED: {problem}\n  replay: REPLNODE_SEED={seed} "
-                      f"REPLNODE_MEMBERS={args.members} make sim", flush=True)
+                      f"REPLNODE_MEMBERS={args.members}{durable} make sim", flush=True)
                 if not args.keep_going:
                     pool.terminate()
                     break

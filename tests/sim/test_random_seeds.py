@@ -53,9 +53,16 @@ def test_arbiter_sets(seed):
     _run(seed, members=3, arbiters=(2,))
 
 
+@pytest.mark.parametrize("seed,members", [(10202, 5)])
+def test_found_by_sweeps(seed, members):
+    """Seeds that once failed a sweep (with the journal and power loss), kept as regressions."""
+    _run(seed, members=members, durable_data=True)
+
+
 def test_replay():
     """`make sim SEED=n` replays one seed with its transcript."""
     seed = int(os.environ.get("REPLNODE_SEED", "1"))
-    result = _run(seed, members=int(os.environ.get("REPLNODE_MEMBERS", "3")))
+    result = _run(seed, members=int(os.environ.get("REPLNODE_MEMBERS", "3")),
+                  durable_data=os.environ.get("REPLNODE_DURABLE", "") not in ("", "0"))
     print(f"seed {seed}: {result.writes_ok}/{result.writes_total} writes ok, "
           f"{result.primaries} terms with a primary, faults: {result.faults}")
