@@ -24,7 +24,8 @@ def seed_data(c: ProcessCluster, p: int, docs: int = 3000) -> None:
             for start in range(0, docs, 1000):
                 batch = [{"_id": i, "k": i % 97, "g": i % 7, "u": i, "pad": "p" * 200}
                          for i in range(start, min(docs, start + 1000))]
-                assert c.command(p, {"insert": coll, "documents": batch}, db=db)["ok"] == 1
+                reply = c.command(p, {"insert": coll, "documents": batch}, db=db)
+                assert reply["ok"] == 1, reply
 
 
 class Churn(threading.Thread):
@@ -121,8 +122,10 @@ def test_build_indexes_false_member_has_only_id_indexes(cluster_factory):
 def test_killing_the_sync_source_mid_clone_restarts_the_sync(cluster_factory):
     c: ProcessCluster = cluster_factory(n=3, oplog_mb=64)
     c.start()
-    c.initiate()
-    p = c.wait_for_primary(20)
+    # Failover speed is not what this tests: mongod's timeouts keep a loaded machine's
+    # slow 1,000-document batches from costing the primary its seat mid-seeding.
+    c.initiate(settings={"heartbeatIntervalMillis": 2000, "electionTimeoutMillis": 10000})
+    p = c.wait_for_primary(30)
     seed_data(c, p, docs=40_000)
     c.wait_for(lambda: all(hashes(c, i) == hashes(c, p) for i in range(3)), 60, "replication")
     new = add_member(c, p, {"priority": 0, "votes": 0})

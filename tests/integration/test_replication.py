@@ -29,8 +29,10 @@ def test_majority_writes_then_secondary_reads(cluster_factory):
     for i in range(3):
         if i == p:
             continue
-        docs = c.find_all(i, read_concern="majority")
-        assert sorted(d["_id"] for d in docs) == list(range(100))
+        # A secondary learns the commit point after the primary acknowledges (from its
+        # next fetch or heartbeat), so its majority snapshot may trail the reply briefly.
+        c.wait_for(lambda i=i: sorted(d["_id"] for d in c.find_all(i, read_concern="majority"))
+                   == list(range(100)), 10, f"member {i}'s majority snapshot to hold the write")
     secondary = [i for i in range(3) if i != p][0]
     refused = c.command(secondary, {"find": "c"}, db="test")
     assert refused["ok"] == 0 and refused["code"] == 13435, refused
