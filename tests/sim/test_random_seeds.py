@@ -53,6 +53,13 @@ def test_arbiter_sets(seed):
     _run(seed, members=3, arbiters=(2,))
 
 
+@pytest.mark.parametrize("block", range(8))
+def test_many_short_runs(block):
+    """400 short runs (2 s of faults from initiation, 6 s quiet): first elections under loss."""
+    for seed in range(50_000 + block * 50, 50_000 + (block + 1) * 50):
+        _run(seed, members=3 if seed % 4 else 5, duration_ms=2_000, quiet_ms=6_000)
+
+
 @pytest.mark.parametrize("seed,members", [(10202, 5)])
 def test_found_by_sweeps(seed, members):
     """Seeds that once failed a sweep (with the journal and power loss), kept as regressions."""
