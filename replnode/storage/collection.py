@@ -173,13 +173,17 @@ class Collection:
             f"index {spec.name} already exists on {self.ns}",
         )
         index = Index(spec)
+        entries: list[tuple[IndexKey, SortKey]] = []
+        keys_for = index.keys_for
         for id_key, doc in self._docs.items():
-            keys = index.keys_for(doc, strict)
-            if strict and index.unique:
-                conflict = index.find_conflict(keys, id_key)
-                if conflict is not None:
-                    raise self._duplicate(spec, doc, conflict)
-            index.add(keys, id_key)
+            for key in keys_for(doc, strict):
+                entries.append((key, id_key))
+        index.load(entries)
+        if strict and index.unique:
+            duplicate = index.first_duplicate()
+            if duplicate is not None:
+                key, id_key = duplicate
+                raise self._duplicate(spec, self._docs[id_key], key)
         self._indexes[spec.name] = index
         return index
 

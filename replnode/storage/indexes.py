@@ -34,7 +34,7 @@ from typing import Any
 from bson import Binary, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 from sortedcontainers import SortedList
 
-from replnode.errors import CommandError
+from replnode.errors import CommandError, invariant
 from replnode.storage.paths import MISSING, get_values_for_match, index_key_values
 from replnode.storage.values import datetime_to_ms, sort_key
 
@@ -129,7 +129,8 @@ def _path_present(doc: dict[str, Any], path: str) -> bool:
 class Index:
     """One secondary index: a sorted list of `(key, id_key)` entries."""
 
-    __slots__ = ("spec", "fields", "unique", "sparse", "multikey", "_entries", "_simple")
+    __slots__ = ("spec", "fields", "unique", "sparse", "multikey", "_entries", "_simple",
+                 "_plain")
 
     def __init__(self, spec: IndexSpec) -> None:
         self.spec = spec
@@ -140,6 +141,8 @@ class Index:
         self._entries: SortedList = SortedList()
         # A single top-level field takes the fast path in keys_for.
         self._simple = len(self.fields) == 1 and "." not in self.fields[0]
+        # Top-level fields only: a document without arrays there has one plain key.
+        self._plain = all("." not in f for f in self.fields)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -158,6 +161,12 @@ class Index:
                         return []
                     return [(_NULL_KEY,)]
                 return [(sort_key(value),)]
+        if self._plain:
+            values = [doc.get(f, MISSING) for f in self.fields]
+            if not any(isinstance(v, list) for v in values):
+                if self.sparse and all(v is MISSING for v in values):
+                    return []
+                return [tuple(_NULL_KEY if v is MISSING else sort_key(v) for v in values)]
         if self.sparse and not any(_path_present(doc, f) for f in self.fields):
             return []
         per_field = [[sort_key(v) for v in index_key_values(doc, f)] for f in self.fields]
@@ -202,6 +211,20 @@ class Index:
                 if entry_id != id_key:
                     return key
                 pos += 1
+        return None
+
+    def load(self, entries: list[tuple[IndexKey, SortKey]]) -> None:
+        """Fill an empty index at once: one sort instead of an insertion per entry."""
+        invariant(not self._entries, f"bulk load into a non-empty index {self.name}")
+        self._entries.update(entries)
+
+    def first_duplicate(self) -> tuple[IndexKey, SortKey] | None:
+        """The first entry whose key is already held under another id (unique builds)."""
+        previous: tuple[IndexKey, SortKey] | None = None
+        for entry in self._entries:
+            if previous is not None and entry[0] == previous[0] and entry[1] != previous[1]:
+                return entry  # type: ignore[no-any-return]
+            previous = entry
         return None
 
     def add(self, keys: Iterable[IndexKey], id_key: SortKey) -> None:

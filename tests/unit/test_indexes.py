@@ -179,3 +179,44 @@ def test_duplicate_key_message_matches_mongod():
 def test_key_values_for_recovers_the_element_of_a_multikey_conflict():
     s = spec("a", "b")
     assert key_values_for(s, {"_id": 1, "a": [1, 2], "b": 3}, sk(2, 3)) == {"a": 2, "b": 3}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_bulk_build_equals_inserting_one_by_one(seed):
+    """create_index over existing documents (one sort) holds what per-insert upkeep holds."""
+    import random
+
+    from replnode.storage.store import Store
+
+    rng = random.Random(seed)
+    values = [None, 0, 1, 2.5, "a", "b", [], [1, 2], [2, "a"], {"x": 1}, [{"x": 1}, {"x": 2}]]
+    docs = []
+    for i in range(200):
+        doc = {"_id": i}
+        for f in ("a", "b", "c"):
+            if rng.random() < 0.7:
+                doc[f] = rng.choice(values)
+        if rng.random() < 0.5:
+            doc["d"] = {"x": rng.choice(values)}
+        docs.append(doc)
+    specs = [spec("a"), spec("a", ("b", -1)), spec("c", sparse=True), spec("d.x"),
+             spec("b", "d.x", sparse=True), spec("a", "c")]
+    before, after = Store(), Store()
+    built, _ = before.ensure_collection("t.c", user=True)
+    upkept, _ = after.ensure_collection("t.c", user=True)
+    for s in specs:
+        upkept.create_index(s, strict=False)
+    for doc in docs:
+        built.insert(doc, strict=False)
+        upkept.insert(doc, strict=False)
+    for s in specs:
+        built.create_index(s, strict=False)
+        a, b = built.index(s.name), upkept.index(s.name)
+        assert a is not None and b is not None
+        assert list(a._entries) == list(b._entries), s.name
+        assert a.multikey == b.multikey, s.name
+    for s in specs:
+        fast, slow = Index(s), Index(s)
+        slow._plain = slow._simple = False
+        for doc in docs:
+            assert fast.keys_for(doc, False) == slow.keys_for(doc, False), (s.name, doc)
