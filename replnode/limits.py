@@ -44,6 +44,9 @@ oplog_size_mb_max = 1024 * 1024
 # --- replication: batching ---
 # Entries per oplog fetch reply; bounds the reply's memory and the apply batch.
 fetch_batch_entries_max = 5_000
+# Entries a secondary applies in one step; the shell steps again at once for the rest, so
+# heartbeats are answered between slices of a large fetched batch.
+apply_entries_per_step = 500
 # Bytes per oplog fetch reply (MongoDB caps a batch by its 16 MB wire message).
 fetch_batch_bytes_max = 16 * MIB
 # How long a fetch waits for new entries before returning an empty batch (awaitData).

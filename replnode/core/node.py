@@ -201,6 +201,8 @@ class Node:
         self.fetch_failures = 0
         self.last_fetched = self.applied
         self.apply_buffer: list[dict[str, Any]] = []
+        # Set when a step left due entries unapplied: the shell steps again at once.
+        self.apply_backlog = False
         self.denylist: dict[str, int] = {}
         self.too_stale_for: set[str] = set()
         self.too_stale_retry_ms = 0
@@ -1570,23 +1572,25 @@ class Node:
             self.apply_buffer = []
 
     def _apply_due(self) -> None:
-        """Apply buffered entries; a delayed member only those old enough."""
+        """Apply buffered entries, a slice per step; a delayed member only those old enough."""
+        self.apply_backlog = False
         if not self.apply_buffer or "rsSyncApplyStop" in self.failpoints:
             return
         delay_ms = self.me.secondary_delay_secs * 1000 if self.me is not None else 0
-        if delay_ms == 0:
-            batch = self.apply_buffer
-            self.apply_buffer = []
-        else:
+        cap = limits.apply_entries_per_step
+        n = min(len(self.apply_buffer), cap)
+        if delay_ms:
             cutoff = self.wall_ms() - delay_ms
             n = 0
-            while n < len(self.apply_buffer) and self.apply_buffer[n].get("wall", 0) <= cutoff:
+            while n < min(len(self.apply_buffer), cap) and \
+                    self.apply_buffer[n].get("wall", 0) <= cutoff:
                 n += 1
             if n == 0:
                 return
-            batch = self.apply_buffer[:n]
-            self.apply_buffer = self.apply_buffer[n:]
+        batch = self.apply_buffer[:n]
+        del self.apply_buffer[:n]
         self._apply_entries(batch)
+        self.apply_backlog = n == cap and bool(self.apply_buffer)
 
     def _apply_entries(self, batch: list[dict[str, Any]]) -> None:
         build_indexes = self.me.build_indexes if self.me is not None else True

@@ -61,6 +61,7 @@ class Driver:
         self._news = asyncio.Event()
         self._last_news: tuple[OpTime, OpTime, int, int] = self._news_key()
         self._tick_task: asyncio.Task[None] | None = None
+        self._backlog_step_pending = False
         self.rollback_files: list[str] = []
         self.stopping = False
         self.journal = journal
@@ -82,8 +83,17 @@ class Driver:
         for action in actions:
             self._execute(action)
         self._signal_news()
+        if self.node.apply_backlog and not self._backlog_step_pending and not self.stopping:
+            # The rest of a large fetched batch: another step once waiting I/O had its turn.
+            self._backlog_step_pending = True
+            asyncio.get_running_loop().call_soon(self._backlog_step)
         if self.on_step is not None:
             self.on_step()
+
+    def _backlog_step(self) -> None:
+        self._backlog_step_pending = False
+        if not self.stopping:
+            self.step(Tick())
 
     def _execute(self, action: Any) -> None:
         match action:

@@ -211,6 +211,8 @@ class SimCluster:
         self._journal(host)
         self._execute(host, actions)
         self._serve_parked(host)
+        if m.node is not None and m.node.apply_backlog:
+            self.queue.push(self.clock.now_ms + 1, "tick_once", (host, m.incarnation))
         for obs in self.observers:
             obs(self, host)
 
@@ -390,6 +392,10 @@ class SimCluster:
                 return
             self._step(host, Tick())
             self.queue.push(self.clock.now_ms + self.tick_ms, "tick", (host, inc))
+        elif kind == "tick_once":
+            host, inc = payload
+            if self.members[host].node is not None and self.members[host].incarnation == inc:
+                self._step(host, Tick())
         elif kind == "request":
             self._deliver_request(payload)
         elif kind == "held_request":

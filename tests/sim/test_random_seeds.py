@@ -60,6 +60,15 @@ def test_many_short_runs(block):
         _run(seed, members=3 if seed % 4 else 5, duration_ms=2_000, quiet_ms=6_000)
 
 
+@pytest.mark.parametrize("seed", range(5001, 5011))
+def test_applying_in_small_slices(seed, monkeypatch):
+    """Secondaries apply 2 entries per step: buffered, partly applied batches stay safe."""
+    from replnode import limits
+
+    monkeypatch.setattr(limits, "apply_entries_per_step", 2)
+    _run(seed, members=3 if seed % 2 else 5)
+
+
 @pytest.mark.parametrize("seed,members", [(10202, 5)])
 def test_found_by_sweeps(seed, members):
     """Seeds that once failed a sweep (with the journal and power loss), kept as regressions."""
