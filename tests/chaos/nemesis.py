@@ -38,6 +38,7 @@ HOLD_S: dict[str, tuple[float, float]] = {
     "killall": (0.5, 2.0),
 }
 GAP_S = (1.0, 4.0)
+STEPUP_RACES = 3  # replSetStepUp races per "stepup" fault, spread over its hold
 FAULTS_MAX = 500
 
 
@@ -235,8 +236,17 @@ class Nemesis:
             return
         others = sorted(h for h in self.cluster.live_hosts() if h != primary)
         if spec.variant == "stepup":
-            self._stepup_race(rng.sample(others, min(2, len(others))), event)
-            self._hold(spec.hold_s, period_end)
+            # Several races in the hold: each is a chance for two candidates to share a term.
+            details = []
+            started = self.clock()
+            for _ in range(STEPUP_RACES):
+                primary = self.cluster.primary()
+                others = sorted(h for h in self.cluster.live_hosts() if h != primary)
+                if len(others) >= 2:
+                    details.append(self._stepup_race(rng.sample(others, 2)))
+                self._hold(spec.hold_s / STEPUP_RACES, period_end)
+            event.detail = "; ".join(details) or "fewer than two secondaries: skipped"
+            self._hold(spec.hold_s - (self.clock() - started), period_end)
             return
         frozen = rng.choice(others) if others and spec.variant == "freeze" else None
         if frozen is not None:
@@ -254,7 +264,7 @@ class Nemesis:
         if frozen is not None:
             self.cluster.command(frozen, {"replSetFreeze": 0})
 
-    def _stepup_race(self, candidates: list[str], event: FaultEvent) -> None:
+    def _stepup_race(self, candidates: list[str]) -> str:
         """replSetStepUp on several secondaries at the same moment: competing candidates in
         one term, which only a correct vote rule keeps down to one winner."""
         replies: dict[str, str] = {}
@@ -269,7 +279,7 @@ class Nemesis:
             )
 
         concurrently([lambda h=h: step_up(h) for h in candidates])
-        event.detail = f"replSetStepUp at once on {candidates}: {replies}"
+        return f"replSetStepUp at once on {candidates}: {replies}"
 
     def _membership(
         self, spec: FaultSpec, rng: random.Random, event: FaultEvent, period_end: float
@@ -312,8 +322,20 @@ class Nemesis:
 
 
 def concurrently(calls: list[Callable[[], None]], timeout_s: float = 60.0) -> None:
-    """Run the calls in threads started together; wait (bounded) for all of them."""
-    threads = [threading.Thread(target=call, daemon=True) for call in calls]
+    """Run the calls in threads released together; wait (bounded) for all of them."""
+    barrier = threading.Barrier(len(calls))
+
+    def released(call: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                barrier.wait(timeout=5.0)
+            except threading.BrokenBarrierError:
+                pass
+            call()
+
+        return run
+
+    threads = [threading.Thread(target=released(call), daemon=True) for call in calls]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + timeout_s
