@@ -1578,12 +1578,11 @@ class Node:
             return
         delay_ms = self.me.secondary_delay_secs * 1000 if self.me is not None else 0
         cap = limits.apply_entries_per_step
-        n = min(len(self.apply_buffer), cap)
+        limit = n = min(len(self.apply_buffer), cap)
         if delay_ms:
             cutoff = self.wall_ms() - delay_ms
             n = 0
-            while n < min(len(self.apply_buffer), cap) and \
-                    self.apply_buffer[n].get("wall", 0) <= cutoff:
+            while n < limit and self.apply_buffer[n].get("wall", 0) <= cutoff:
                 n += 1
             if n == 0:
                 return

@@ -457,33 +457,23 @@ class SimCluster:
         concern = concern or WriteConcern(w="majority", wtimeout_ms=3_000)
         op = ClientOp(self._op_seq, host, doc_id, concern, self.clock.now_ms)
         self.ops.append(op)
-        m = self.members[host]
-        if m.node is None:
-            op.outcome = "failed"
-            return op
-        self._client_requests[(host, op.op_id)] = op
-
-        def do_insert(sink: OpSink) -> dict[str, Any]:
-            doc = {"_id": doc_id, "v": doc_id}
-            storage_apply.apply_entry(m.node.store, {"op": "i", "ns": NS, "o": doc})  # type: ignore[union-attr]
-            sink.log("i", NS, doc)
-            return {"ok": 1.0, "n": 1, "optime": m.node.applied}  # type: ignore[union-attr]
-
-        self._step(host, ClientWrite(op.op_id, do_insert, concern))
-        return op
+        return self._submit(op, [{"op": "i", "ns": NS, "o": {"_id": doc_id, "v": doc_id}}])
 
     def write_ops(self, host: str, entries: list[dict[str, Any]],
                   concern: WriteConcern | None = None) -> ClientOp:
         """Run oplog-shaped operations (any op, ns, o, o2) as one write through `host`."""
         self._op_seq += 1
-        concern = concern or WriteConcern(w=1)
         # Not in self.ops: the invariants there are about the single-document inserts.
-        op = ClientOp(self._op_seq, host, -1, concern, self.clock.now_ms)
-        m = self.members[host]
+        op = ClientOp(self._op_seq, host, -1, concern or WriteConcern(w=1), self.clock.now_ms)
+        return self._submit(op, entries)
+
+    def _submit(self, op: ClientOp, entries: list[dict[str, Any]]) -> ClientOp:
+        """Hand `entries` to op.host as one client write; the reply settles op's outcome."""
+        m = self.members[op.host]
         if m.node is None:
             op.outcome = "failed"
             return op
-        self._client_requests[(host, op.op_id)] = op
+        self._client_requests[(op.host, op.op_id)] = op
 
         def do_ops(sink: OpSink) -> dict[str, Any]:
             for e in entries:
@@ -491,7 +481,7 @@ class SimCluster:
                 sink.log(e["op"], e["ns"], e["o"], e.get("o2"))
             return {"ok": 1.0, "n": len(entries), "optime": m.node.applied}  # type: ignore[union-attr]
 
-        self._step(host, ClientWrite(op.op_id, do_ops, concern))
+        self._step(op.host, ClientWrite(op.op_id, do_ops, op.concern))
         return op
 
     # ------------------------------------------------------------------ queries
